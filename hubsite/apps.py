@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class HubsiteConfig(AppConfig):
+    name = "hubsite"
+    verbose_name = "hubsite accounts"
