@@ -1,0 +1,239 @@
+"""Datasets, the user's YOLO models, instance types, and training sessions.
+
+A *session* is one Start or Resume of a model; a model's training history is the
+list of its sessions and the epochs they completed. Status changes go through
+conditional UPDATEs in ``training/sessions.py``, never a read-modify-write here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Dataset(models.Model):
+    class Status(models.TextChoices):
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        INVALID = "invalid", "Invalid"
+
+    class Task(models.TextChoices):
+        DETECT = "detect", "Detection"
+        SEGMENT = "segment", "Segmentation"
+        POSE = "pose", "Pose"
+        CLASSIFY = "classify", "Classification"
+        OBB = "obb", "Oriented boxes"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=100)
+    task = models.CharField(max_length=16, choices=Task.choices, default=Task.DETECT)
+    archive = models.FileField(max_length=300, blank=True)
+    archive_size = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROCESSING)
+    # Human-readable problems found by validation: [{"file": ..., "line": ..., "message": ...}]
+    errors = models.JSONField(default=list, blank=True)
+    # Validation results: images per split, class names, instances per class, samples.
+    stats = models.JSONField(default=dict, blank=True)
+    class_names = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def storage_prefix(self) -> str:
+        """Everything stored for this dataset lives under this prefix."""
+        return f"datasets/{self.owner_id}/{self.uid}"
+
+
+class YoloModel(models.Model):
+    """The user's YOLO model (an architecture, a dataset and training arguments)."""
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="yolo_models")
+    name = models.CharField(max_length=100)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="yolo_models")
+    architecture = models.CharField(max_length=40)  # a model YAML stem shipped by ultralytics, e.g. "yolo11n"
+    pretrained = models.BooleanField(default=False)
+    # Validated ultralytics training arguments: epochs, imgsz, batch, patience, cache, plus extras.
+    train_args = models.JSONField(default=dict, blank=True)
+    # The newest resumable checkpoint (last.pt with optimizer) and the best weights so far.
+    last_checkpoint = models.FileField(max_length=300, blank=True)
+    best_weights = models.FileField(max_length=300, blank=True)
+    epochs_completed = models.PositiveIntegerField(default=0)
+    trained_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"models/{self.owner_id}/{self.uid}"
+
+    @property
+    def target_epochs(self) -> int:
+        return int(self.train_args.get("epochs", 100))
+
+
+class InstanceType(models.Model):
+    """A kind of training machine. Workers for it consume the queue ``train.<slug>``."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80)
+    gpu = models.CharField(max_length=80, help_text="Accelerator, e.g. 'NVIDIA A100 80GB' or 'CPU'.")
+    gpu_memory_gb = models.PositiveSmallIntegerField(default=0)
+    price_per_hour_micros = models.PositiveBigIntegerField(
+        help_text="Price per hour in micro-dollars (1,000,000 = US$1.00)."
+    )
+    reference_epoch_seconds = models.PositiveIntegerField(
+        default=60, help_text="Typical seconds per epoch, for estimates before any session has run here."
+    )
+    active = models.BooleanField(default=True)
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering: ClassVar = ["sort_order", "price_per_hour_micros"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue_name(self) -> str:
+        return f"train.{self.slug}"
+
+
+class TrainingSession(models.Model):
+    class Mode(models.TextChoices):
+        EPOCHS = "epochs", "Epochs"
+        TIMED = "timed", "Timed"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        INITIALIZING = "initializing", "Initializing"
+        TRAINING = "training", "Training"
+        STOPPING = "stopping", "Stopping"
+        STOPPED = "stopped", "Stopped"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    ACTIVE_STATUSES: ClassVar[tuple[str, ...]] = (
+        Status.QUEUED,
+        Status.INITIALIZING,
+        Status.TRAINING,
+        Status.STOPPING,
+    )
+    FINAL_STATUSES: ClassVar[tuple[str, ...]] = (
+        Status.STOPPED,
+        Status.PAUSED,
+        Status.COMPLETED,
+        Status.FAILED,
+    )
+
+    model = models.ForeignKey(YoloModel, on_delete=models.CASCADE, related_name="sessions")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="training_sessions")
+    instance_type = models.ForeignKey(InstanceType, on_delete=models.PROTECT, related_name="sessions")
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.EPOCHS)
+    target_epochs = models.PositiveIntegerField()
+    time_budget_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Epochs the model had completed when this session started; it trains start_epoch + 1 onward.
+    start_epoch = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status_detail = models.CharField(max_length=200, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    resume_after_top_up = models.BooleanField(default=False)
+    resumed_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker_id = models.CharField(max_length=120, blank=True)
+    failure_reason = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    training_started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["model"],
+                condition=Q(status__in=["queued", "initializing", "training", "stopping"]),
+                name="one_active_session_per_model",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} session {self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class EpochRecord(models.Model):
+    """One completed epoch. Epoch numbers are global to the model (1-based), so the
+    history stays continuous across sessions; the unique key forbids duplicates."""
+
+    session = models.ForeignKey(TrainingSession, on_delete=models.CASCADE, related_name="epochs")
+    model = models.ForeignKey(YoloModel, on_delete=models.CASCADE, related_name="epochs")
+    epoch = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_ms = models.PositiveBigIntegerField()
+    # precision, recall, mAP50, mAP50-95, train/val box/cls/dfl losses, learning rate
+    metrics = models.JSONField(default=dict)
+
+    class Meta:
+        ordering: ClassVar = ["epoch"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["model", "epoch"], name="one_record_per_model_epoch"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} epoch {self.epoch}"
+
+
+class Export(models.Model):
+    class Format(models.TextChoices):
+        ONNX = "onnx", "ONNX"
+        TORCHSCRIPT = "torchscript", "TorchScript"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    model = models.ForeignKey(YoloModel, on_delete=models.CASCADE, related_name="exports")
+    format = models.CharField(max_length=16, choices=Format.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    weights_epoch = models.PositiveIntegerField(default=0)
+    file = models.FileField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["model", "format"], name="one_export_per_model_format"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.format}"
