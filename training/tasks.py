@@ -1,0 +1,5 @@
+"""The training app's actors, gathered here for django-dramatiq's autodiscovery.
+
+Dataset validation and exports live in ``training.dataset_tasks``; the training
+engine's actors in ``training.engine``.
+"""
