@@ -155,6 +155,14 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+# Datasets (training/datasets.py): upload and zip-bomb limits, checked before and
+# during extraction; pretrained weights only from this local folder, never downloaded.
+DATASET_MAX_UPLOAD_BYTES = env_int("DATASET_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1)
+DATASET_MAX_UNCOMPRESSED_BYTES = env_int("DATASET_MAX_UNCOMPRESSED_BYTES", 20 * 1024**3, minimum=1)
+DATASET_MAX_FILES = env_int("DATASET_MAX_FILES", 200_000, minimum=1)
+DATASET_MAX_COMPRESSION_RATIO = env_int("DATASET_MAX_COMPRESSION_RATIO", 100, minimum=1)
+WEIGHTS_DIR = Path(env_str("WEIGHTS_DIR", str(DATA_DIR / "weights"))).resolve()
+
 # Broker and jobs. Actors set queue, time limit and retries themselves (see
 # hubsite/jobs.py); the middleware list is explicit because django-dramatiq's
 # default names a Prometheus middleware that moved in Dramatiq 2.

@@ -1,0 +1,850 @@
+"""Dataset zips: safe extraction, full validation, and the worker's local copy.
+
+A dataset is a zip in the Ultralytics HUB format: a ``data.yaml`` at the root of
+the zip or inside its one top folder, ``images/`` and ``labels/`` with ``train``
+and ``val`` splits (``test`` optional), YOLO label files (``class x y w h``,
+normalised to 0..1).
+
+Nothing here trusts the archive. Before a byte is extracted every entry is
+checked (no ``..``, no absolute paths, no links, no encryption, limits on the
+file count, the total uncompressed size and the compression ratio), and while it
+is extracted the bytes really written are counted against the same limits. Every
+problem becomes a :class:`Problem`: which file, which line, what to do, in plain
+words. Extraction only ever writes below the directory it is given.
+
+Ultralytics is imported lazily: the web process never needs it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+import yaml
+from django.conf import settings
+from django.core.files.storage import default_storage
+from PIL import Image, ImageDraw, ImageFont
+
+from training.models import Dataset
+
+YAML_SUFFIXES = (".yaml", ".yml")
+SPLITS = ("train", "val", "test")
+REQUIRED_SPLITS = ("train", "val")
+# The image formats ultralytics trains on (ultralytics.data.utils.IMG_FORMATS), kept here
+# so the web process need not import ultralytics; a test checks the two agree.
+IMAGE_SUFFIXES = frozenset(
+    {"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpeg2000", "jpg", "mpo", "png", "tif", "tiff", "webp"}
+)
+# Entries that archivers add and nobody means to upload: skipped, never extracted.
+JUNK_PARTS = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db"})
+# Coordinates may overshoot 0..1 by this much (rounding in exporters); more is an error.
+COORD_TOLERANCE = 1e-3
+# Compression-ratio checks apply to entries at least this large (tiny files compress oddly).
+RATIO_MIN_BYTES = 1024 * 1024
+MAX_PROBLEMS = 200
+SAMPLE_COUNT = 12
+SAMPLE_SIDE = 320
+CHUNK = 1024 * 1024
+Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs in images too (PIL raises beyond 2x this)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset, said so that its owner can fix it."""
+
+    message: str
+    file: str = ""
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+    def __str__(self) -> str:
+        where = self.file + (f", line {self.line}" if self.line else "")
+        return f"{where}: {self.message}" if where else self.message
+
+
+class DatasetError(Exception):
+    """The dataset cannot be used; ``problems`` says why (at least one)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems[:3]))
+        self.problems = problems
+
+
+def _fail(message: str, file: str = "", line: int | None = None) -> DatasetError:
+    return DatasetError([Problem(message, file, line)])
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover - the loop always returns
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_bytes: int
+    max_uncompressed_bytes: int
+    max_files: int
+    max_ratio: int
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        return cls(
+            max_upload_bytes=settings.DATASET_MAX_UPLOAD_BYTES,
+            max_uncompressed_bytes=settings.DATASET_MAX_UNCOMPRESSED_BYTES,
+            max_files=settings.DATASET_MAX_FILES,
+            max_ratio=settings.DATASET_MAX_COMPRESSION_RATIO,
+        )
+
+
+def upload_too_large_message(limit: int) -> str:
+    return f"The file is larger than the {human_bytes(limit)} upload limit. Upload a smaller zip (split the dataset)."
+
+
+# --- the archive -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    info: zipfile.ZipInfo
+    path: PurePosixPath  # normalised, relative, safe
+
+
+def _safe_member_path(name: str) -> PurePosixPath | None:
+    """The entry's relative path, or None when it would land outside the extraction dir."""
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
+        return None
+    parts = [part for part in normalised.split("/") if part not in ("", ".")]
+    if any(part == ".." for part in parts) or not parts:
+        return None
+    if any("\x00" in part for part in parts):
+        return None
+    return PurePosixPath(*parts)
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    mode = info.external_attr >> 16
+    return info.create_system == 3 and stat.S_ISLNK(mode)
+
+
+def _is_junk(path: PurePosixPath) -> bool:
+    return any(part in JUNK_PARTS or part.startswith("._") for part in path.parts)
+
+
+def inspect_archive(archive: Path, limits: Limits | None = None) -> list[Member]:
+    """Check every entry of the zip before anything is extracted; the entries to extract."""
+    limits = limits or Limits.from_settings()
+    size = archive.stat().st_size
+    if size == 0:
+        raise _fail("The file is empty. Upload a zip archive of your dataset.")
+    if size > limits.max_upload_bytes:
+        raise _fail(upload_too_large_message(limits.max_upload_bytes))
+    if not zipfile.is_zipfile(archive):
+        raise _fail(
+            "This file is not a zip archive. Put data.yaml, images/ and labels/ in a .zip file and upload that."
+        )
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            infos = opened.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+        raise _fail(
+            f"The zip file is damaged or incomplete ({error}). Create the zip again and re-upload it."
+        ) from None
+
+    problems: list[Problem] = []
+    members: list[Member] = []
+    seen: set[PurePosixPath] = set()
+    total = 0
+    for info in infos:
+        path = _safe_member_path(info.filename)
+        if path is None:
+            problems.append(
+                Problem(
+                    "This entry points outside the dataset (an absolute path or '..'). "
+                    "Zip the dataset folder itself, with relative paths only.",
+                    info.filename,
+                )
+            )
+            continue
+        if _is_link(info):
+            problems.append(
+                Problem("This entry is a symbolic link; links are not allowed. Zip the real files instead.", str(path))
+            )
+            continue
+        if info.flag_bits & 0x1:
+            problems.append(Problem("This entry is password-protected. Upload a zip without a password.", str(path)))
+            continue
+        if info.is_dir() or _is_junk(path):
+            continue
+        if path in seen:
+            problems.append(Problem("This file appears twice in the zip. Create the zip again.", str(path)))
+            continue
+        seen.add(path)
+        total += info.file_size
+        if info.file_size >= RATIO_MIN_BYTES and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            problems.append(
+                Problem(
+                    f"This file is compressed more than {limits.max_ratio} to 1, which looks like a zip bomb. "
+                    "Remove it or raise DATASET_MAX_COMPRESSION_RATIO.",
+                    str(path),
+                )
+            )
+            continue
+        members.append(Member(info, path))
+
+    if len(seen) > limits.max_files:
+        problems.insert(
+            0,
+            Problem(f"The zip holds {len(seen):,} files; the limit is {limits.max_files:,}. Upload a smaller dataset."),
+        )
+    if total > limits.max_uncompressed_bytes:
+        problems.insert(
+            0,
+            Problem(
+                f"The zip unpacks to {human_bytes(total)}; the limit is "
+                f"{human_bytes(limits.max_uncompressed_bytes)}. Upload a smaller dataset."
+            ),
+        )
+    elif total >= RATIO_MIN_BYTES and total > limits.max_ratio * size:
+        problems.insert(
+            0,
+            Problem(
+                f"The zip unpacks to {human_bytes(total)} from {human_bytes(size)}, more than {limits.max_ratio} "
+                "to 1, which looks like a zip bomb."
+            ),
+        )
+    if problems:
+        raise DatasetError(problems)
+    if not members:
+        raise _fail("The zip is empty. Add data.yaml, images/ and labels/ and upload it again.")
+    return members
+
+
+def extract_archive(archive: Path, destination: Path, limits: Limits | None = None) -> None:
+    """Extract the checked entries of ``archive`` below ``destination`` (which must exist).
+
+    Declared sizes are not trusted: the bytes written are counted as they stream."""
+    limits = limits or Limits.from_settings()
+    members = inspect_archive(archive, limits)
+    root = destination.resolve()
+    written = 0
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            for member in members:
+                target = (root / Path(*member.path.parts)).resolve()
+                if not target.is_relative_to(root) or target == root:
+                    raise _fail("This entry points outside the dataset.", str(member.path))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with opened.open(member.info) as source, open(target, "xb") as sink:
+                    file_written = 0
+                    while chunk := source.read(CHUNK):
+                        file_written += len(chunk)
+                        written += len(chunk)
+                        if file_written > member.info.file_size or written > limits.max_uncompressed_bytes:
+                            raise _fail(
+                                "This file unpacks to more than the zip says it holds, or past the size limit: "
+                                "the zip is damaged or a zip bomb.",
+                                str(member.path),
+                            )
+                        sink.write(chunk)
+    except DatasetError:
+        raise
+    except FileExistsError as error:
+        name = Path(str(error.filename)).name
+        raise _fail("Two entries of the zip unpack to the same file. Create the zip again.", name) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as error:
+        raise _fail(
+            f"The zip file is damaged or incomplete ({error}). Create the zip again and re-upload it."
+        ) from None
+
+
+# --- data.yaml ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DatasetSpec:
+    """What data.yaml says, checked: paths relative to the extraction dir, all inside it."""
+
+    yaml_file: str  # relative to the extraction dir
+    root: str  # the dataset root (data.yaml's folder, or its `path:`), relative; "." for the top
+    splits: dict[str, list[str]] = field(default_factory=dict)  # split -> folders relative to the top
+    names: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def find_data_yaml(top: Path) -> Path:
+    """data.yaml at the top, or inside the single top folder (as Ultralytics HUB accepts)."""
+
+    def yamls_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in YAML_SUFFIXES)
+
+    candidates = yamls_in(top)
+    if not candidates:
+        folders = [p for p in top.iterdir() if p.is_dir()]
+        if len(folders) == 1:
+            candidates = yamls_in(folders[0])
+    if not candidates:
+        raise _fail(
+            "No data.yaml was found at the root of the zip or in its single top folder. Add a data.yaml with "
+            "train:, val: and names: next to the images/ and labels/ folders."
+        )
+    if len(candidates) > 1:
+        preferred = [p for p in candidates if p.name.lower() in ("data.yaml", "data.yml")]
+        if len(preferred) != 1:
+            names = ", ".join(p.name for p in candidates)
+            raise _fail(f"There are several YAML files ({names}) and none is named data.yaml. Keep only one.")
+        candidates = preferred
+    return candidates[0]
+
+
+def _relative(path: Path, top: Path) -> str:
+    return path.relative_to(top).as_posix() or "."
+
+
+def _inside(path: Path, top: Path) -> bool:
+    return path == top or path.is_relative_to(top)
+
+
+def _parse_names(data: dict[str, Any], yaml_name: str) -> list[str]:
+    names = data.get("names")
+    nc = data.get("nc")
+    if names is None and nc is None:
+        raise _fail("data.yaml has no 'names:' list. Add the class names, e.g. names: {0: cat, 1: dog}.", yaml_name)
+    if names is None:
+        if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
+            raise _fail(f"'nc: {nc}' must be a positive whole number of classes.", yaml_name)
+        return [f"class_{i}" for i in range(nc)]
+    if isinstance(names, list):
+        result = [str(name) for name in names]
+    elif isinstance(names, dict):
+        try:
+            keys = sorted(int(key) for key in names)
+        except (TypeError, ValueError):
+            raise _fail("The keys of 'names:' must be class numbers 0, 1, 2, ...", yaml_name) from None
+        if keys != list(range(len(keys))):
+            raise _fail("The class numbers in 'names:' must run 0, 1, 2, ... with no gaps.", yaml_name)
+        by_number = {int(key): value for key, value in names.items()}
+        result = [str(by_number[i]) for i in keys]
+    else:
+        raise _fail("'names:' must be a list or a mapping of class number to name.", yaml_name)
+    if not result:
+        raise _fail("'names:' is empty. List at least one class.", yaml_name)
+    if any(not name.strip() for name in result):
+        raise _fail("A class name in 'names:' is empty.", yaml_name)
+    if nc is not None and nc != len(result):
+        raise _fail(f"'nc: {nc}' does not match the {len(result)} names listed. Remove nc or fix it.", yaml_name)
+    return result
+
+
+def read_spec(top: Path) -> DatasetSpec:
+    """Find, parse and check data.yaml under the extraction dir ``top``."""
+    top = top.resolve()
+    yaml_path = find_data_yaml(top)
+    yaml_name = _relative(yaml_path, top)
+    try:
+        text = yaml_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise _fail("data.yaml is not UTF-8 text. Save it as UTF-8.", yaml_name) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(error, "problem", None) or str(error)
+        raise _fail(f"data.yaml is not valid YAML ({problem}). Fix the syntax on this line.", yaml_name, line) from None
+    if not isinstance(data, dict):
+        raise _fail("data.yaml must be a mapping with train:, val: and names: keys.", yaml_name)
+
+    spec = DatasetSpec(yaml_file=yaml_name, root=".")
+    spec.names = _parse_names(data, yaml_name)
+
+    base = yaml_path.parent
+    raw_path = data.get("path")
+    if raw_path not in (None, ""):
+        if not isinstance(raw_path, str):
+            raise _fail("'path:' must be a folder name.", yaml_name)
+        if os.path.isabs(raw_path) or raw_path.replace("\\", "/").startswith("/"):
+            raise _fail(
+                f"'path: {raw_path}' is an absolute path outside the dataset. Use 'path: .' or remove the line.",
+                yaml_name,
+            )
+        candidate = (base / raw_path).resolve()
+        if not _inside(candidate, top):
+            raise _fail(f"'path: {raw_path}' points outside the dataset. Use 'path: .' or remove the line.", yaml_name)
+        if candidate.is_dir():
+            base = candidate
+        else:
+            spec.warnings.append(
+                Problem(
+                    f"'path: {raw_path}' is not a folder in the zip, so the folder of data.yaml is used instead.",
+                    yaml_name,
+                )
+            )
+    spec.root = _relative(base, top)
+
+    problems: list[Problem] = []
+    if "val" not in data and "validation" in data:
+        data["val"] = data["validation"]
+    for split in SPLITS:
+        value = data.get(split)
+        if value in (None, "", []):
+            if split in REQUIRED_SPLITS:
+                problems.append(
+                    Problem(
+                        f"data.yaml has no '{split}:' split. Add e.g. '{split}: images/{split}' "
+                        f"and put the {split} images in that folder.",
+                        yaml_name,
+                    )
+                )
+            continue
+        entries = value if isinstance(value, list) else [value]
+        folders: list[str] = []
+        for entry in entries:
+            if not isinstance(entry, str) or not entry.strip():
+                problems.append(Problem(f"'{split}:' must be a folder name or a list of them.", yaml_name))
+                continue
+            if os.path.isabs(entry) or entry.replace("\\", "/").startswith("/"):
+                problems.append(
+                    Problem(f"'{split}: {entry}' is an absolute path; use a folder inside the zip.", yaml_name)
+                )
+                continue
+            folder = (base / entry).resolve()
+            if not _inside(folder, top):
+                problems.append(
+                    Problem(f"'{split}: {entry}' points outside the dataset; use a folder inside the zip.", yaml_name)
+                )
+                continue
+            if not folder.exists():
+                problems.append(
+                    Problem(
+                        f"The {split} folder '{entry}' named in data.yaml is not in the zip. Add it or fix the path.",
+                        yaml_name,
+                    )
+                )
+                continue
+            if not folder.is_dir():
+                problems.append(
+                    Problem(
+                        f"'{split}: {entry}' is a file; only folders of images are supported. Point it at a folder.",
+                        yaml_name,
+                    )
+                )
+                continue
+            folders.append(_relative(folder, top))
+        if folders:
+            spec.splits[split] = folders
+    if problems:
+        raise DatasetError(problems)
+    return spec
+
+
+def training_yaml_text(spec: DatasetSpec, top: Path, *, location: Path | None = None) -> str:
+    """A clean data.yaml for ultralytics: absolute paths, only the keys we checked (no
+    ``download:``, which ultralytics would execute). ``location`` is where ``top`` will
+    be when the file is used (default: where it is now)."""
+    base = (location or top).resolve()
+
+    def absolute(relative: str) -> str:
+        return os.path.normpath(base / relative)
+
+    data: dict[str, Any] = {"path": absolute(spec.root)}
+    for split, folders in spec.splits.items():
+        paths = [absolute(folder) for folder in folders]
+        data[split] = paths[0] if len(paths) == 1 else paths
+    data["names"] = dict(enumerate(spec.names))
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1_000_000)
+
+
+# --- images and labels -------------------------------------------------------------------------
+
+
+def label_path_for(image: Path) -> Path:
+    """Where ultralytics looks for an image's labels: the last /images/ becomes /labels/."""
+    text = os.fspath(image)
+    marker, replacement = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if marker in text:
+        head, tail = text.rsplit(marker, 1)
+        text = head + replacement + tail
+    return Path(text).with_suffix(".txt")
+
+
+def labels_folder_for(images_folder: Path) -> Path | None:
+    parts = images_folder.parts
+    if "images" not in parts:
+        return None
+    index = len(parts) - 1 - parts[::-1].index("images")
+    return Path(*parts[:index], "labels", *parts[index + 1 :])
+
+
+def iter_images(folder: Path) -> Iterator[Path]:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix.lower().lstrip(".") in IMAGE_SUFFIXES:
+            yield path
+
+
+@dataclass
+class LabelRow:
+    class_id: int
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+def parse_label_file(path: Path, rel: str, class_count: int) -> tuple[list[LabelRow], list[Problem]]:
+    """Parse a detection label file line by line, saying what is wrong with each bad line."""
+    rows: list[LabelRow] = []
+    problems: list[Problem] = []
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        return rows, [Problem("This label file is not UTF-8 text. Save it as plain text.", rel)]
+    last_class = class_count - 1
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 5:
+            hint = (
+                " It looks like a segmentation polygon; only detection datasets are supported so far."
+                if len(fields) > 6 and len(fields) % 2 == 1
+                else ""
+            )
+            problems.append(
+                Problem(
+                    f"This line has {len(fields)} values; a detection label needs 5: "
+                    f"class x_center y_center width height.{hint}",
+                    rel,
+                    number,
+                )
+            )
+            continue
+        try:
+            values = [float(value) for value in fields]
+        except ValueError:
+            bad = next(value for value in fields if not _is_number(value))
+            problems.append(
+                Problem(f"'{bad}' is not a number. Every value on a label line must be a number.", rel, number)
+            )
+            continue
+        if not all(math.isfinite(value) for value in values):
+            problems.append(Problem("This line holds an infinite or NaN value.", rel, number))
+            continue
+        class_value = values[0]
+        if class_value != int(class_value) or not 0 <= class_value <= last_class:
+            problems.append(
+                Problem(
+                    f"Class {fields[0]} is not one of the {class_count} classes in data.yaml "
+                    f"(0 to {last_class}). Fix the class number or add the class to names:.",
+                    rel,
+                    number,
+                )
+            )
+            continue
+        coords = values[1:]
+        if any(value < -COORD_TOLERANCE or value > 1 + COORD_TOLERANCE for value in coords):
+            problems.append(
+                Problem(
+                    "The box coordinates must be between 0 and 1 (normalised by the image width and height); "
+                    f"this line has {' '.join(fields[1:])}.",
+                    rel,
+                    number,
+                )
+            )
+            continue
+        rows.append(LabelRow(int(class_value), *coords))
+    return rows, problems
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_image_decodes(path: Path) -> tuple[int, int]:
+    """The image's (width, height); raises ValueError with a plain reason if it does not decode."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            image.load()
+            width, height = image.size
+    except Image.DecompressionBombError:
+        raise ValueError("it has too many pixels") from None
+    except Exception as error:
+        raise ValueError(str(error) or type(error).__name__) from None
+    if width < 10 or height < 10:
+        raise ValueError(f"it is {width}x{height} pixels; images must be at least 10x10")
+    return width, height
+
+
+@dataclass
+class SplitReport:
+    images: int = 0
+    background: int = 0
+    instances: int = 0
+
+
+@dataclass
+class Validation:
+    """The result of validating an extracted dataset."""
+
+    spec: DatasetSpec
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    splits: dict[str, SplitReport] = field(default_factory=dict)
+    instances: list[int] = field(default_factory=list)  # per class
+    samples: list[tuple[Path, str, list[LabelRow]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "task": Dataset.Task.DETECT.value,
+            "splits": {
+                name: {"images": r.images, "background": r.background, "instances": r.instances}
+                for name, r in self.splits.items()
+            },
+            "images": sum(r.images for r in self.splits.values()),
+            "classes": self.spec.names,
+            "instances": dict(zip(self.spec.names, self.instances, strict=True)),
+            "layout": {"yaml": self.spec.yaml_file, "root": self.spec.root, "splits": self.spec.splits},
+            "warnings": [w.as_dict() for w in self.warnings[:MAX_PROBLEMS]],
+        }
+
+
+def validate_extracted(top: Path) -> Validation:
+    """Check data.yaml, every image and every label file below the extraction dir ``top``.
+
+    Raises DatasetError when data.yaml itself is unusable; otherwise returns every
+    problem found (an empty ``problems`` list means the dataset is ready)."""
+    from ultralytics.data.utils import verify_image_label  # lazy: pulls torch
+
+    top = top.resolve()
+    spec = read_spec(top)
+    result = Validation(spec=spec, warnings=list(spec.warnings), instances=[0] * len(spec.names))
+    claimed_labels: set[Path] = set()
+    label_folders: set[Path] = set()
+    for split, folders in spec.splits.items():
+        report = result.splits.setdefault(split, SplitReport())
+        for folder_name in folders:
+            folder = top / folder_name
+            labels_folder = labels_folder_for(folder)
+            if labels_folder is not None and labels_folder.is_dir():
+                label_folders.add(labels_folder)
+            for image in iter_images(folder):
+                rel = _relative(image, top)
+                report.images += 1
+                label = label_path_for(image)
+                claimed_labels.add(label)
+                try:
+                    check_image_decodes(image)
+                except ValueError as error:
+                    result.problems.append(
+                        Problem(
+                            f"This image cannot be decoded ({error}). Re-save it as JPEG or PNG, "
+                            "or remove it and its label file.",
+                            rel,
+                        )
+                    )
+                    continue
+                rows: list[LabelRow] = []
+                if label.is_file():
+                    rows, problems = parse_label_file(label, _relative(label, top), len(spec.names))
+                    if problems:
+                        result.problems.extend(problems)
+                        continue
+                if not rows:
+                    report.background += 1
+                # Ultralytics' own check of the pair (format, size, duplicates, classes).
+                checked = verify_image_label((str(image), str(label), "", False, len(spec.names), 0, 3, False))
+                if checked[8]:
+                    message = str(checked[9]).split(": ignoring corrupt image/label: ", 1)[-1]
+                    result.problems.append(Problem(f"Ultralytics rejects this image or its labels: {message}", rel))
+                    continue
+                for row in rows:
+                    result.instances[row.class_id] += 1
+                report.instances += len(rows)
+                if len(result.samples) < SAMPLE_COUNT and rows and (split == "val" or len(result.samples) < 8):
+                    result.samples.append((image, split, rows))
+        if report.images == 0:
+            where = ", ".join(folders)
+            result.problems.append(
+                Problem(f"The {split} split ({where}) has no images. Add images to it.", spec.yaml_file)
+            )
+
+    for labels_folder in sorted(label_folders):
+        for label in sorted(labels_folder.rglob("*.txt")):
+            if label not in claimed_labels and label.is_file():
+                result.warnings.append(
+                    Problem("This label file has no image with the same name; it is ignored.", _relative(label, top))
+                )
+    if not any(report.images for report in result.splits.values()):
+        result.problems.insert(0, Problem("The dataset holds no images at all."))
+    if result.ok:
+        result.problems.extend(_ultralytics_check(spec, top))
+    return result
+
+
+def _ultralytics_check(spec: DatasetSpec, top: Path) -> list[Problem]:
+    """Run ultralytics' own data.yaml check on a clean copy with absolute paths, downloads off."""
+    from ultralytics.data.utils import check_det_dataset
+
+    checked_yaml = top.parent / f"{top.name}.check.yaml"
+    checked_yaml.write_text(training_yaml_text(spec, top), encoding="utf-8")
+    try:
+        check_det_dataset(str(checked_yaml), autodownload=False)
+    except Exception as error:
+        message = "".join(ch for ch in str(error) if ord(ch) < 0x2000).strip()
+        return [Problem(f"Ultralytics cannot use this dataset: {message}", spec.yaml_file)]
+    finally:
+        checked_yaml.unlink(missing_ok=True)
+    return []
+
+
+# --- sample pictures ---------------------------------------------------------------------------
+
+PALETTE = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+)
+
+
+def class_colour(class_id: int) -> tuple[int, int, int]:
+    return PALETTE[class_id % len(PALETTE)]
+
+
+def render_sample(image_path: Path, rows: list[LabelRow], names: list[str]) -> bytes:
+    """A JPEG thumbnail of the image with its boxes and class names drawn."""
+    with Image.open(image_path) as opened:
+        image = opened.convert("RGB")
+    image.thumbnail((SAMPLE_SIDE, SAMPLE_SIDE))
+    width, height = image.size
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    for row in rows:
+        colour = class_colour(row.class_id)
+        x0, y0 = (row.x - row.w / 2) * width, (row.y - row.h / 2) * height
+        x1, y1 = (row.x + row.w / 2) * width, (row.y + row.h / 2) * height
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=2)
+        draw.text((x0 + 2, max(0, y0 - 11)), names[row.class_id], fill=colour, font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+# --- storage and the worker's local copy -------------------------------------------------------
+
+
+def archive_key(dataset: Dataset) -> str:
+    return f"{dataset.storage_prefix}/archive.zip"
+
+
+def sample_key(dataset: Dataset, index: int) -> str:
+    return f"{dataset.storage_prefix}/samples/{index}.jpg"
+
+
+def storage_put(key: str, data: bytes | IO[bytes]) -> str:
+    """Write ``key`` in default storage, replacing what was there (never a renamed copy)."""
+    from django.core.files.base import ContentFile, File
+
+    if default_storage.exists(key):
+        default_storage.delete(key)
+    content = ContentFile(data) if isinstance(data, bytes) else File(data)
+    saved = default_storage.save(key, content)
+    if saved != key:  # pragma: no cover - storage renamed it despite the delete
+        default_storage.delete(saved)
+        raise RuntimeError(f"storage stored {key!r} as {saved!r}")
+    return saved
+
+
+def storage_keys(prefix: str) -> list[str]:
+    """Every key below ``prefix`` (recursively)."""
+    keys: list[str] = []
+    pending = [prefix.rstrip("/")]
+    while pending:
+        folder = pending.pop()
+        try:
+            folders, files = default_storage.listdir(folder)
+        except FileNotFoundError:
+            continue
+        lead = f"{folder}/" if folder else ""
+        keys.extend(lead + name for name in files)
+        pending.extend(lead + name for name in folders)
+    return sorted(keys)
+
+
+def delete_prefix(prefix: str) -> None:
+    for key in storage_keys(prefix):
+        default_storage.delete(key)
+
+
+def download_archive(dataset: Dataset, target: Path) -> Path:
+    """Copy the dataset's zip from storage to the local file ``target``."""
+    if not dataset.archive.name:
+        raise _fail("The dataset has no uploaded file.")
+    with default_storage.open(dataset.archive.name, "rb") as source, open(target, "wb") as sink:
+        shutil.copyfileobj(source, sink, CHUNK)
+    return target
+
+
+def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
+    """The dataset extracted under ``cache_root/<uid>/`` with a clean data.yaml holding
+    absolute paths; returns that data.yaml's path.
+
+    Extracted once per dataset uid: into a temporary folder, then renamed into place,
+    so a crash never leaves a half copy that looks finished. Same safety checks as
+    validation. Raises DatasetError if the archive is unusable."""
+    cache_root = Path(cache_root).resolve()
+    final = cache_root / str(dataset.uid)
+    data_yaml = final / "hubsite-data.yaml"
+    if data_yaml.is_file():
+        return data_yaml
+    cache_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dataset.uid}.", dir=cache_root))
+    try:
+        archive = download_archive(dataset, work / "archive.zip")
+        content = work / "content"
+        content.mkdir()
+        extract_archive(archive, content)
+        archive.unlink()
+        spec = read_spec(content)
+        # Paths are written for the final location, so the copy is ready once renamed.
+        text = training_yaml_text(spec, content, location=final / "content")
+        (work / "hubsite-data.yaml").write_text(text, encoding="utf-8")
+        try:
+            work.rename(final)
+        except OSError:
+            if not data_yaml.is_file():  # not another process winning the race
+                raise
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return data_yaml
