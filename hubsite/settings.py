@@ -201,6 +201,11 @@ STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE")
 
+# Billing: amounts in micro-dollars (1_000_000 = US$1.00); see docs/billing.md.
+BILLING_MIN_START_BALANCE_MICROS = env_int("BILLING_MIN_START_BALANCE_MICROS", 5_000_000, minimum=0)
+BILLING_DEMO_CREDIT_MICROS = env_int("BILLING_DEMO_CREDIT_MICROS", 20_000_000, minimum=0)
+BILLING_LEDGER_PAGE_SIZE = env_int("BILLING_LEDGER_PAGE_SIZE", 50, minimum=1)
+
 # HTTPS and cookies. Production sits behind TLS; a proxy that terminates it must
 # set X-Forwarded-Proto.
 if PRODUCTION:

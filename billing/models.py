@@ -1,0 +1,151 @@
+"""Accounts, the append-only ledger, and the holds that reserve an epoch's cost.
+
+Amounts are integers in micro-dollars (1_000_000 = US$1.00). Nothing here changes
+a balance: every change goes through ``billing/services.py``, which appends a
+``LedgerLine`` in the same transaction, with the account row locked. The database
+itself refuses a negative balance and a second charge for one session and epoch.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Account(models.Model):
+    """A user's prepaid balance and limits. ``held_micros`` is the sum of the open
+    holds; the *available* balance is ``balance_micros - held_micros``."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing_account")
+    balance_micros = models.BigIntegerField(default=0)
+    held_micros = models.BigIntegerField(default=0)
+    concurrent_session_limit = models.PositiveSmallIntegerField(
+        default=1, help_text="How many training sessions this account may run at the same time."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.CheckConstraint(condition=Q(balance_micros__gte=0), name="account_balance_not_negative"),
+            models.CheckConstraint(condition=Q(held_micros__gte=0), name="account_held_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"account of {self.user}"
+
+    @property
+    def available_micros(self) -> int:
+        """What new holds and prepayments may use (never below zero)."""
+        return max(0, self.balance_micros - self.held_micros)
+
+
+class LedgerLine(models.Model):
+    """One change of a balance. Append-only: nothing updates or deletes a line.
+
+    ``amount_micros`` is signed (credits positive, charges negative) and
+    ``balance_after_micros`` is the account's balance right after this line, so the
+    lines of an account, in order, are its running balance."""
+
+    class Kind(models.TextChoices):
+        TOP_UP = "top_up", "Top-up"
+        EPOCH_CHARGE = "epoch_charge", "Epoch charge"
+        TIMED_PREPAYMENT = "timed_prepayment", "Timed prepayment"
+        TIMED_REFUND = "timed_refund", "Timed refund"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        WRITE_OFF = "write_off", "Write-off"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_lines")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    amount_micros = models.BigIntegerField()
+    balance_after_micros = models.BigIntegerField()
+    # The session (and epoch) a line pays for. SET_NULL keeps the money history when a
+    # model is deleted; ``reference`` still names the session and epoch in words.
+    session = models.ForeignKey(
+        "training.TrainingSession", on_delete=models.SET_NULL, null=True, blank=True, related_name="ledger_lines"
+    )
+    epoch = models.PositiveIntegerField(null=True, blank=True)
+    # Epoch charges: billed wall time of the epoch, and the hourly price used.
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    price_per_hour_micros = models.PositiveBigIntegerField(null=True, blank=True)
+    # Stripe object id, "session 12 epoch 3", "demo-credit", ... (see docs/billing.md)
+    reference = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering: ClassVar = ["created_at", "id"]
+        indexes: ClassVar = [models.Index(fields=["account", "created_at", "id"], name="ledger_account_time")]
+        constraints: ClassVar = [
+            models.CheckConstraint(condition=Q(balance_after_micros__gte=0), name="ledger_balance_after_not_negative"),
+            models.UniqueConstraint(
+                fields=["session", "epoch"],
+                condition=Q(kind="epoch_charge"),
+                name="one_charge_per_session_epoch",
+            ),
+            models.UniqueConstraint(
+                fields=["session", "epoch"],
+                condition=Q(kind="write_off", epoch__isnull=False),
+                name="one_write_off_per_session_epoch",
+            ),
+            models.UniqueConstraint(
+                fields=["session"], condition=Q(kind="timed_prepayment"), name="one_prepayment_per_session"
+            ),
+            models.UniqueConstraint(
+                fields=["session"], condition=Q(kind="timed_refund"), name="one_refund_per_session"
+            ),
+            models.UniqueConstraint(fields=["reference"], condition=Q(kind="top_up"), name="one_top_up_per_reference"),
+            models.UniqueConstraint(
+                fields=["account", "reference"],
+                condition=Q(kind="adjustment") & ~Q(reference=""),
+                name="one_adjustment_per_account_reference",
+            ),
+            # Charges and prepayments take money; top-ups and refunds give it back.
+            models.CheckConstraint(
+                condition=~Q(kind__in=["epoch_charge", "timed_prepayment"]) | Q(amount_micros__lte=0),
+                name="ledger_debits_not_positive",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=["top_up", "timed_refund", "write_off"]) | Q(amount_micros__gte=0),
+                name="ledger_credits_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount_micros} on {self.account_id}"
+
+
+class Hold(models.Model):
+    """A reservation of an epoch's expected cost, taken before the epoch starts.
+
+    Captured (at the actual cost) when the epoch completes, released when the
+    session stops, pauses, fails or crashes before completing it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CAPTURED = "captured", "Captured"
+        RELEASED = "released", "Released"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
+    session = models.ForeignKey("training.TrainingSession", on_delete=models.CASCADE, related_name="holds")
+    epoch = models.PositiveIntegerField()
+    amount_micros = models.BigIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["created_at", "id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["session", "epoch"], name="one_hold_per_session_epoch"),
+            models.CheckConstraint(condition=Q(amount_micros__gte=0), name="hold_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.amount_micros} for session {self.session_id} epoch {self.epoch}"
