@@ -149,3 +149,6 @@ class Hold(models.Model):
 
     def __str__(self) -> str:
         return f"hold {self.amount_micros} for session {self.session_id} epoch {self.epoch}"
+
+
+from billing.stripe_models import CheckoutSession, StripeEvent  # noqa: E402,F401
