@@ -178,9 +178,22 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.ShutdownNotifications",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "training.engine.presence.WorkerPresence",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+
+# Training workers. A session whose heartbeat is older than the stale limit is
+# requeued by the reaper (at most TRAINING_MAX_ATTEMPTS claims), so a lost worker
+# blocks an account for about a minute at most.
+TRAINING_WORK_DIR = Path(env_str("TRAINING_WORK_DIR", str(DATA_DIR / "runs")))
+DATASET_CACHE_DIR = Path(env_str("DATASET_CACHE_DIR", str(DATA_DIR / "dataset-cache")))
+TRAINING_DEVICE = env_str("TRAINING_DEVICE")  # "" lets ultralytics pick (GPU 0 if present, else CPU)
+TRAINING_DATALOADER_WORKERS = env_int("TRAINING_DATALOADER_WORKERS", 0, minimum=0)
+TRAINING_HEARTBEAT_INTERVAL_SECONDS = env_int("TRAINING_HEARTBEAT_INTERVAL_SECONDS", 1, minimum=1)
+TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 60, minimum=2)
+TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3, minimum=1)
+WORKER_PRESENCE_INTERVAL_SECONDS = env_int("WORKER_PRESENCE_INTERVAL_SECONDS", 10, minimum=1)
 
 # E-mail: console in development, SMTP when EMAIL_HOST is set.
 EMAIL_HOST = env_str("EMAIL_HOST")

@@ -67,12 +67,22 @@ def start_worker(transactional_db: None) -> Iterator[WorkerFactory]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(
-        queues: str = "default", *, ready_timeout: float = 60, extra_env: dict[str, str] | None = None
+        *queues: str, ready_timeout: float = 60, extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(), **(extra_env or {})}
         log = open(Path(settings.DATA_DIR) / f"worker-{len(processes)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "1", "--queues", queues],
+            [
+                sys.executable,
+                "manage.py",
+                "rundramatiq",
+                "--processes",
+                "1",
+                "--threads",
+                "1",
+                "--queues",
+                *(queues or ("default",)),
+            ],
             cwd=BASE_DIR,
             env=env,
             stdout=log,

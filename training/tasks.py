@@ -3,3 +3,7 @@
 Dataset validation and exports live in ``training.dataset_tasks``; the training
 engine's actors in ``training.engine``.
 """
+
+from training.engine.actors import train_session
+
+__all__ = ["train_session"]

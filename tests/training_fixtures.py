@@ -1,0 +1,63 @@
+"""Fixtures for tests that really train: a ready synthetic dataset in storage, a
+model on it, a funded account, and fast heartbeat/reaper settings for workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+from billing import services as billing
+from hubsite.models import User
+from training.models import Dataset, InstanceType, YoloModel
+from training.synthetic import write_synthetic_dataset
+
+# Workers in these tests beat every second, and a silent one is reaped after 5 s.
+FAST_WORKER_ENV = {
+    "TRAINING_HEARTBEAT_INTERVAL_SECONDS": "1",
+    "TRAINING_HEARTBEAT_STALE_SECONDS": "5",
+    "WORKER_PRESENCE_INTERVAL_SECONDS": "1",
+}
+TINY_TRAINING = {"imgsz": 64, "batch": 8, "nbs": 8, "patience": 100, "seed": 0, "val": True}
+
+
+@pytest.fixture
+def fast_workers(settings: Any) -> dict[str, str]:
+    settings.TRAINING_HEARTBEAT_INTERVAL_SECONDS = 1
+    settings.TRAINING_HEARTBEAT_STALE_SECONDS = 5
+    settings.WORKER_PRESENCE_INTERVAL_SECONDS = 1
+    return dict(FAST_WORKER_ENV)
+
+
+def make_ready_dataset(owner: User, tmp_path: Path, *, train_images: int = 16, val_images: int = 8) -> Dataset:
+    archive = write_synthetic_dataset(
+        tmp_path / "shapes.zip", train_images=train_images, val_images=val_images, image_size=64
+    )
+    dataset = Dataset.objects.create(owner=owner, name="shapes", status=Dataset.Status.READY)
+    with archive.open("rb") as handle:
+        dataset.archive.name = default_storage.save(f"{dataset.storage_prefix}/shapes.zip", File(handle))
+    dataset.archive_size = archive.stat().st_size
+    dataset.save()
+    return dataset
+
+
+def make_model(owner: User, dataset: Dataset, **train_args: Any) -> YoloModel:
+    return YoloModel.objects.create(
+        owner=owner,
+        name="shapes-detector",
+        dataset=dataset,
+        architecture="yolo11n",
+        train_args={**TINY_TRAINING, **train_args},
+    )
+
+
+def fund(user: User, dollars: int = 20) -> None:
+    account = billing.account_for(user)
+    billing.adjust(account.pk, dollars * 1_000_000, staff_user=None, reason="test credit")
+
+
+def cpu_instance() -> InstanceType:
+    return InstanceType.objects.get(slug="cpu")

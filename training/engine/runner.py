@@ -1,0 +1,448 @@
+"""Run one training session on this worker: real ``YOLO(...).train(...)``.
+
+The trainer's callbacks do the platform's work at the epoch boundaries:
+
+- ``on_train_epoch_start``: stop/ownership check, then hold the epoch's expected
+  cost (Epochs mode); a refused hold pauses the session before the epoch starts.
+- ``on_train_batch_end``: stop/ownership check, from flags the heartbeat thread
+  sets, so a batch costs no query. Raising here ends ``train()`` at once and
+  leaves the previous epoch's ``last.pt`` resumable (STACK.md).
+- ``on_model_save``: atomic snapshot of ``last.pt`` (and ``best.pt`` when it improved);
+  the epoch's billed wall time ends here (train + validation + checkpoint save).
+- ``on_fit_epoch_end``: upload the snapshots, then in one transaction record the
+  epoch, point the model at its new checkpoint and capture the charge. It fires a
+  second time from ``final_eval`` for an epoch that never started: ignored.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from billing import services as billing
+from training import sessions
+from training.datasets import prepare_local_copy
+from training.models import EpochRecord, TrainingSession, YoloModel
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 300
+
+
+class SessionInterrupted(Exception):
+    """Raised from a callback to end ``train()`` between batches."""
+
+
+class StopRequested(SessionInterrupted):
+    pass
+
+
+class PauseForBalance(SessionInterrupted):
+    pass
+
+
+class OwnershipLost(SessionInterrupted):
+    pass
+
+
+class LogTail(logging.Handler):
+    """Keeps the last lines the trainer logged, for the model page's console."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self.version = 0
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for line in self.format(record).splitlines():
+            self.lines.append(line.rstrip())
+        self.version += 1
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        self.version += 1
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
+class RunState:
+    session_id: int
+    worker_id: str
+    log: LogTail
+    stop: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise OwnershipLost
+        if self.stop.is_set():
+            raise StopRequested
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the session's heartbeat and log tail; learns of Stop and of lost ownership."""
+
+    def __init__(self, state: RunState) -> None:
+        super().__init__(name=f"heartbeat-{state.session_id}", daemon=True)
+        self.state = state
+        self.done = threading.Event()
+        self.sent_version = -1
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(settings.TRAINING_HEARTBEAT_INTERVAL_SECONDS):
+                self.beat()
+        finally:
+            connection.close()
+
+    def beat(self) -> None:
+        version = self.state.log.version
+        tail = self.state.log.text() if version != self.sent_version else None
+        try:
+            still_owned, stop = sessions.heartbeat(self.state.session_id, self.state.worker_id, tail)
+        except Exception:
+            logger.exception("heartbeat failed; retrying")
+            close_old_connections()
+            return
+        self.sent_version = version
+        if not still_owned:
+            self.state.lost.set()
+        if stop:
+            self.state.stop.set()
+
+
+class EpochCallbacks:
+    """Ultralytics callbacks bound to one session."""
+
+    def __init__(self, state: RunState, session: TrainingSession, snapshot_dir: Path) -> None:
+        self.state = state
+        self.session = session
+        self.model: YoloModel = session.model
+        self.bills_per_epoch = session.mode == TrainingSession.Mode.EPOCHS
+        self.snapshot_dir = snapshot_dir
+        self.started: dict[int, tuple[float, datetime]] = {}
+        self.ended: dict[int, float] = {}
+        self.snapshots: dict[int, tuple[Path, Path | None]] = {}
+        self.committed: set[int] = set()
+
+    def register(self, yolo: Any) -> None:
+        for event in ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_model_save"):
+            yolo.add_callback(event, getattr(self, event))
+        yolo.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    def on_train_start(self, trainer: Any) -> None:
+        if trainer.device.type == "cpu":
+            import torch
+
+            # ultralytics leaves one core idle; a dedicated training worker wants them all.
+            torch.set_num_threads(os.cpu_count() or 1)
+        self.state.check()
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        epoch = trainer.epoch + 1
+        self.state.check()
+        if self.bills_per_epoch and not billing.hold_epoch(self.state.session_id, epoch):
+            raise PauseForBalance
+        self.started[epoch] = (time.monotonic(), timezone.now())
+
+    def on_train_batch_end(self, trainer: Any) -> None:
+        self.state.check()
+
+    def on_model_save(self, trainer: Any) -> None:
+        epoch = trainer.epoch + 1
+        self.ended[epoch] = time.monotonic()
+        last = _snapshot(Path(trainer.last), self.snapshot_dir / f"last-{epoch}.pt")
+        improved = trainer.best_fitness == trainer.fitness and Path(trainer.best).exists()
+        best = _snapshot(Path(trainer.best), self.snapshot_dir / f"best-{epoch}.pt") if improved else None
+        self.snapshots[epoch] = (last, best)
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        epoch = trainer.epoch + 1
+        if epoch not in self.started or epoch in self.committed:
+            return  # final_eval's extra call, or a repeat: never recorded or billed twice
+        started_monotonic, started_at = self.started[epoch]
+        ended_monotonic = self.ended.get(epoch, time.monotonic())
+        duration_ms = max(1, round((ended_monotonic - started_monotonic) * 1000))
+        metrics = epoch_metrics(trainer)
+        self.commit_epoch(epoch, started_at, duration_ms, metrics)
+        self.committed.add(epoch)
+        self.state.log.add(_epoch_line(epoch, self.session.target_epochs, duration_ms, metrics))
+
+    def commit_epoch(self, epoch: int, started_at: datetime, duration_ms: int, metrics: dict[str, float]) -> None:
+        last, best = self.snapshots.pop(epoch, (None, None))
+        prefix = f"{self.model.storage_prefix}/checkpoints"
+        last_name = _upload(last, f"{prefix}/last-e{epoch:04d}.pt") if last else ""
+        best_name = _upload(best, f"{prefix}/best-e{epoch:04d}.pt") if best else ""
+        superseded: list[str] = []
+        with transaction.atomic():
+            model = YoloModel.objects.select_for_update().get(pk=self.model.pk)
+            if sessions.owned(self.state.session_id, self.state.worker_id) is None:
+                raise OwnershipLost
+            EpochRecord.objects.create(
+                session_id=self.state.session_id,
+                model=model,
+                epoch=epoch,
+                started_at=started_at,
+                finished_at=timezone.now(),
+                duration_ms=duration_ms,
+                metrics=metrics,
+            )
+            if last_name:
+                superseded.append(model.last_checkpoint.name or "")
+                model.last_checkpoint.name = last_name
+            if best_name:
+                superseded.append(model.best_weights.name or "")
+                model.best_weights.name = best_name
+            model.epochs_completed = epoch
+            model.save(update_fields=["last_checkpoint", "best_weights", "epochs_completed", "updated_at"])
+            if self.bills_per_epoch:
+                billing.capture_epoch(self.state.session_id, epoch, duration_ms)
+            transaction.on_commit(lambda: _delete_quietly([name for name in superseded if name]))
+        self.model = model
+
+
+def epoch_metrics(trainer: Any) -> dict[str, float]:
+    """The epoch's losses and metrics under stable names."""
+    raw: dict[str, Any] = {
+        **trainer.label_loss_items(trainer.tloss, prefix="train"),
+        **(trainer.metrics or {}),
+        **(trainer.lr or {}),
+    }
+    names = {
+        "metrics/precision(B)": "precision",
+        "metrics/recall(B)": "recall",
+        "metrics/mAP50(B)": "map50",
+        "metrics/mAP50-95(B)": "map50_95",
+        "train/box_loss": "train_box_loss",
+        "train/cls_loss": "train_cls_loss",
+        "train/dfl_loss": "train_dfl_loss",
+        "val/box_loss": "val_box_loss",
+        "val/cls_loss": "val_cls_loss",
+        "val/dfl_loss": "val_dfl_loss",
+        "lr/pg0": "lr",
+    }
+    metrics: dict[str, float] = {}
+    for key, name in names.items():
+        if key in raw:
+            value = float(raw[key])
+            metrics[name] = value if math.isfinite(value) else 0.0
+    return metrics
+
+
+def _epoch_line(epoch: int, target: int, duration_ms: int, metrics: dict[str, float]) -> str:
+    return (
+        f"[hubsite] epoch {epoch}/{target} completed in {duration_ms / 1000:.1f} s: "
+        f"mAP50 {metrics.get('map50', 0):.3f}, mAP50-95 {metrics.get('map50_95', 0):.3f}, "
+        f"box loss {metrics.get('train_box_loss', 0):.3f}. Checkpoint saved."
+    )
+
+
+def _snapshot(source: Path, target: Path) -> Path:
+    """Copy ``source`` atomically: ultralytics writes last.pt in place, not atomically."""
+    temporary = target.with_suffix(".partial")
+    shutil.copyfile(source, temporary)
+    temporary.replace(target)
+    return target
+
+
+def _upload(path: Path, name: str) -> str:
+    with path.open("rb") as handle:
+        stored = default_storage.save(name, File(handle))
+    path.unlink(missing_ok=True)
+    return stored
+
+
+def _delete_quietly(names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            default_storage.delete(name)
+
+
+def download(name: str, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".partial")
+    with default_storage.open(name, "rb") as source, temporary.open("wb") as sink:
+        shutil.copyfileobj(source, sink, length=1024 * 1024)
+    temporary.replace(target)
+    return target
+
+
+# -- one session, end to end --------------------------------------------------------
+
+
+def run_session(session_id: int, worker_id: str) -> None:
+    """Claim the session and train it until it completes, stops, pauses or fails."""
+    if not sessions.claim(session_id, worker_id):
+        logger.info("session %s is not queued any more; dropping a stale message", session_id)
+        return
+    log = LogTail()
+    state = RunState(session_id=session_id, worker_id=worker_id, log=log)
+    heartbeat = Heartbeat(state)
+    ultralytics_logger = logging.getLogger("ultralytics")
+    ultralytics_logger.addHandler(log)
+    heartbeat.start()
+    work_dir = Path(settings.TRAINING_WORK_DIR) / f"session-{session_id}-{worker_id}"
+    try:
+        _train(state, work_dir)
+    except StopRequested:
+        sessions.finish(session_id, worker_id, TrainingSession.Status.STOPPED, detail="Stopped", log_tail=log.text())
+    except PauseForBalance:
+        detail = "Paused: the balance does not cover the next epoch. Top up, then Resume."
+        sessions.finish(session_id, worker_id, TrainingSession.Status.PAUSED, detail=detail, log_tail=log.text())
+    except OwnershipLost:
+        logger.warning("session %s now belongs to another worker; this one stops", session_id)
+    except Exception as error:
+        logger.exception("session %s failed", session_id)
+        log.add(f"[hubsite] training failed: {error!r}")
+        sessions.finish(
+            session_id,
+            worker_id,
+            TrainingSession.Status.FAILED,
+            detail="Failed",
+            reason=failure_reason(error),
+            log_tail=log.text(),
+        )
+    finally:
+        heartbeat.done.set()
+        heartbeat.join(timeout=10)
+        ultralytics_logger.removeHandler(log)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _train(state: RunState, work_dir: Path) -> None:
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    from hubsite.ultralytics_offline import disable_settings_sync
+
+    disable_settings_sync()
+    session = TrainingSession.objects.select_related("model__dataset", "instance_type").get(pk=state.session_id)
+    model = session.model
+    data_yaml = prepare_local_copy(model.dataset, Path(settings.DATASET_CACHE_DIR))
+    sessions.set_detail(state.session_id, state.worker_id, "Building the model")
+    snapshot_dir = work_dir / "snapshots"
+    snapshot_dir.mkdir(parents=True, exist_ok=True)
+    overrides = platform_arguments(session, data_yaml, work_dir / "run")
+    if model.last_checkpoint and model.epochs_completed > 0:
+        checkpoint = prepare_resume_checkpoint(model, session.target_epochs, work_dir / "resume" / "last.pt")
+        yolo = YOLO(str(checkpoint))
+        overrides = {**overrides, "resume": str(checkpoint)}
+    else:
+        yolo = YOLO(str(initial_weights(model)))
+        overrides = {**training_arguments(model, session), **overrides}
+    EpochCallbacks(state, session, snapshot_dir).register(yolo)
+    state.check()
+    if not sessions.mark_training(state.session_id, state.worker_id):
+        state.stop.set()
+        state.check()
+    yolo.train(**overrides)
+    complete(state, yolo)
+
+
+def complete(state: RunState, yolo: Any) -> None:
+    """Training ended on its own (target reached, early stop, or time up): publish the final weights."""
+    trainer = yolo.trainer
+    best = Path(trainer.best) if Path(trainer.best).exists() else Path(trainer.last)
+    with transaction.atomic():
+        session = TrainingSession.objects.select_related("model").get(pk=state.session_id)
+        model = YoloModel.objects.select_for_update().get(pk=session.model_id)
+        if model.epochs_completed > 0:
+            previous = model.best_weights.name
+            model.best_weights.name = _upload_copy(best, f"{model.storage_prefix}/best.pt")
+            model.trained_at = timezone.now()
+            model.save(update_fields=["best_weights", "trained_at", "updated_at"])
+            if previous and previous != model.best_weights.name:
+                transaction.on_commit(lambda: _delete_quietly([previous]))
+        sessions.finish(
+            state.session_id,
+            state.worker_id,
+            TrainingSession.Status.COMPLETED,
+            detail="Completed",
+            log_tail=state.log.text(),
+        )
+
+
+def _upload_copy(path: Path, name: str) -> str:
+    with path.open("rb") as handle:
+        return default_storage.save(name, File(handle))
+
+
+def initial_weights(model: YoloModel) -> Path | str:
+    if model.pretrained:
+        weights = Path(settings.WEIGHTS_DIR) / f"{model.architecture}.pt"
+        if weights.exists():
+            return weights
+    return f"{model.architecture}.yaml"
+
+
+def training_arguments(model: YoloModel, session: TrainingSession) -> dict[str, Any]:
+    """The user's validated arguments for a fresh run (resume takes them from the checkpoint)."""
+    arguments = dict(model.train_args)
+    arguments["epochs"] = session.target_epochs
+    if session.mode == TrainingSession.Mode.TIMED and session.time_budget_seconds:
+        arguments["time"] = session.time_budget_seconds / 3600
+    return arguments
+
+
+def platform_arguments(session: TrainingSession, data_yaml: Path, save_dir: Path) -> dict[str, Any]:
+    """Arguments the platform controls; users cannot set these."""
+    arguments: dict[str, Any] = {
+        "data": str(data_yaml),
+        "save_dir": str(save_dir),
+        "exist_ok": True,
+        "device": settings.TRAINING_DEVICE or None,
+        "workers": settings.TRAINING_DATALOADER_WORKERS,
+        "plots": False,
+        "verbose": False,
+    }
+    if session.mode == TrainingSession.Mode.TIMED and session.time_budget_seconds:
+        arguments["time"] = session.time_budget_seconds / 3600
+    return {key: value for key, value in arguments.items() if value is not None}
+
+
+def prepare_resume_checkpoint(model: YoloModel, target_epochs: int, target: Path) -> Path:
+    """Fetch the model's last checkpoint and set its target epochs (resume ignores ``epochs=``)."""
+    import torch
+
+    download(model.last_checkpoint.name or "", target)
+    checkpoint = torch.load(target, map_location="cpu", weights_only=False)
+    train_args = checkpoint.get("train_args") or {}
+    train_args["epochs"] = target_epochs
+    train_args.pop("time", None)
+    checkpoint["train_args"] = train_args
+    temporary = target.with_suffix(".partial")
+    torch.save(checkpoint, temporary)
+    temporary.replace(target)
+    return target
+
+
+def failure_reason(error: BaseException) -> str:
+    """The failure in words a user can act on."""
+    text = str(error) or type(error).__name__
+    lowered = text.lower()
+    if "out of memory" in lowered:
+        return (
+            "The instance ran out of memory. Lower the batch size or the image size, or choose an instance "
+            f"with more memory. ({text[:300]})"
+        )
+    if isinstance(error, (SyntaxError, TypeError, ValueError, KeyError, AssertionError)):
+        return f"Training could not run with these settings: {text[:500]}"
+    return f"Training stopped with an error: {type(error).__name__}: {text[:500]}"

@@ -1,0 +1,279 @@
+"""Training sessions: every state transition, as one conditional UPDATE each.
+
+States (DESIGN.md): queued -> initializing -> training -> completed, with stopping
+-> stopped, paused and failed on the side. A worker owns a session only after
+``claim`` moved it from queued with its worker id; every later write from the
+worker is conditional on that id, so two workers can never both own one run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from billing import services as billing
+from hubsite.models import User
+from training.engine.presence import live_queues
+from training.models import Dataset, InstanceType, TrainingSession, YoloModel
+
+logger = logging.getLogger(__name__)
+
+Status = TrainingSession.Status
+ACTIVE = TrainingSession.ACTIVE_STATUSES
+WORKER_OWNED = (Status.INITIALIZING, Status.TRAINING, Status.STOPPING)
+RESUMABLE = (Status.STOPPED, Status.PAUSED, Status.FAILED)
+
+
+class StartRefused(Exception):
+    """Start or Resume cannot happen; the message says why, in the user's words."""
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    instance_type: InstanceType
+    mode: str = TrainingSession.Mode.EPOCHS
+    target_epochs: int | None = None  # None: the model's own target
+    time_budget_seconds: int | None = None  # Timed mode only
+    resume_after_top_up: bool = False
+
+
+def stale_before() -> timedelta:
+    return timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS)
+
+
+# -- Start, Resume, Stop (web side) -------------------------------------------------
+
+
+def start_session(user: User, model: YoloModel, request: StartRequest) -> TrainingSession:
+    """Create a queued session and enqueue it for a worker of its instance type."""
+    return _create_session(user, model, request, resumed_from=None)
+
+
+def resume_session(user: User, previous: TrainingSession, request: StartRequest) -> TrainingSession:
+    """Continue ``previous`` (stopped, paused, or failed with a checkpoint) at the next epoch."""
+    if previous.status not in RESUMABLE:
+        raise StartRefused("Only a stopped, paused or failed session can be resumed.")
+    if not previous.model.last_checkpoint:
+        raise StartRefused("There is no checkpoint to resume from yet: start a new training instead.")
+    return _create_session(user, previous.model, request, resumed_from=previous)
+
+
+def _create_session(
+    user: User, model: YoloModel, request: StartRequest, *, resumed_from: TrainingSession | None
+) -> TrainingSession:
+    instance_type = request.instance_type
+    _check_startable(model, instance_type)
+    target = request.target_epochs or model.target_epochs
+    if request.mode == TrainingSession.Mode.EPOCHS and target <= model.epochs_completed:
+        raise StartRefused(
+            f"The model has already completed {model.epochs_completed} epochs; set a target above that to continue."
+        )
+    try:
+        with transaction.atomic():
+            account = billing.lock_account(user.pk)  # serializes Starts of one account
+            active = TrainingSession.objects.filter(owner=user, status__in=ACTIVE).count()
+            if active >= account.concurrent_session_limit:
+                raise StartRefused(
+                    "Another training session is active on your account. Stop it or wait for it to finish."
+                )
+            session = TrainingSession.objects.create(
+                model=model,
+                owner=user,
+                instance_type=instance_type,
+                mode=request.mode,
+                target_epochs=target,
+                time_budget_seconds=request.time_budget_seconds,
+                start_epoch=model.epochs_completed,
+                resume_after_top_up=request.resume_after_top_up,
+                resumed_from=resumed_from,
+                status_detail="Waiting for a worker",
+            )
+            if request.mode == TrainingSession.Mode.TIMED:
+                billing.prepay_timed(session)
+            else:
+                billing.require_start_balance(account)
+            transaction.on_commit(lambda: enqueue_training(session.pk, instance_type.queue_name))
+    except billing.InsufficientBalance as error:
+        raise StartRefused(str(error)) from error
+    except IntegrityError as error:  # one_active_session_per_model
+        raise StartRefused("This model is already training.") from error
+    return session
+
+
+def _check_startable(model: YoloModel, instance_type: InstanceType) -> None:
+    if model.dataset.status != Dataset.Status.READY:
+        raise StartRefused("The model's dataset is not ready: it must pass validation first.")
+    if not instance_type.active:
+        raise StartRefused(f"{instance_type.name} is not offered at the moment.")
+    if instance_type.queue_name not in live_queues():
+        raise StartRefused(
+            f"No {instance_type.name} worker is online right now, so the session would never start. "
+            "Choose another instance type or try again later."
+        )
+
+
+def enqueue_training(session_id: int, queue_name: str) -> None:
+    from training.engine.actors import train_session
+
+    message = train_session.message(session_id).copy(queue_name=queue_name)
+    train_session.broker.enqueue(message)
+
+
+def request_stop(session: TrainingSession) -> str:
+    """Stop a session. Returns the status it reached (stopping or a final status).
+
+    A queued session, or one whose worker stopped sending heartbeats, ends at once;
+    a running one is asked to stop and its worker ends it within seconds."""
+    now = timezone.now()
+    if _transition(session.pk, (Status.QUEUED,), Status.STOPPED, detail="Stopped before it started"):
+        settle_session(session.pk)
+        return Status.STOPPED
+    stale = Q(heartbeat_at__lt=now - stale_before()) | Q(heartbeat_at__isnull=True, claimed_at__lt=now - stale_before())
+    if _transition(session.pk, WORKER_OWNED, Status.STOPPED, extra=stale, detail="Stopped; its worker was gone"):
+        settle_session(session.pk)
+        return Status.STOPPED
+    TrainingSession.objects.filter(pk=session.pk, status__in=(Status.INITIALIZING, Status.TRAINING)).update(
+        status=Status.STOPPING, stop_requested_at=now, status_detail="Stopping after the current batch"
+    )
+    return TrainingSession.objects.values_list("status", flat=True).get(pk=session.pk)
+
+
+def _transition(
+    session_id: int,
+    sources: tuple[str, ...],
+    target: str,
+    *,
+    extra: Q | None = None,
+    detail: str = "",
+    reason: str = "",
+) -> bool:
+    query = TrainingSession.objects.filter(pk=session_id, status__in=sources)
+    if extra is not None:
+        query = query.filter(extra)
+    return query.update(status=target, status_detail=detail, failure_reason=reason, finished_at=timezone.now()) == 1
+
+
+# -- worker side ---------------------------------------------------------------------
+
+
+def claim(session_id: int, worker_id: str) -> bool:
+    """Compare-and-swap queued -> initializing; True when this worker now owns the session."""
+    now = timezone.now()
+    return (
+        TrainingSession.objects.filter(pk=session_id, status=Status.QUEUED).update(
+            status=Status.INITIALIZING,
+            worker_id=worker_id,
+            claimed_at=now,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            status_detail="Fetching the dataset",
+        )
+        == 1
+    )
+
+
+def owned(session_id: int, worker_id: str) -> TrainingSession | None:
+    return TrainingSession.objects.filter(pk=session_id, worker_id=worker_id, status__in=WORKER_OWNED).first()
+
+
+def set_detail(session_id: int, worker_id: str, detail: str) -> None:
+    TrainingSession.objects.filter(pk=session_id, worker_id=worker_id, status__in=WORKER_OWNED).update(
+        status_detail=detail
+    )
+
+
+def mark_training(session_id: int, worker_id: str) -> bool:
+    updated = TrainingSession.objects.filter(pk=session_id, worker_id=worker_id, status=Status.INITIALIZING).update(
+        status=Status.TRAINING, training_started_at=timezone.now(), status_detail="Training"
+    )
+    return updated == 1
+
+
+def heartbeat(session_id: int, worker_id: str, log_tail: str | None) -> tuple[bool, bool]:
+    """Refresh the heartbeat; returns (still owned, stop requested)."""
+    fields: dict[str, object] = {"heartbeat_at": timezone.now()}
+    if log_tail is not None:
+        fields["log_tail"] = log_tail
+    query = TrainingSession.objects.filter(pk=session_id, worker_id=worker_id, status__in=WORKER_OWNED)
+    if query.update(**fields) != 1:
+        return False, False
+    stop = query.filter(Q(status=Status.STOPPING) | Q(stop_requested_at__isnull=False)).exists()
+    return True, stop
+
+
+def finish(
+    session_id: int, worker_id: str, status: str, *, detail: str = "", reason: str = "", log_tail: str | None = None
+) -> bool:
+    """End a session this worker owns with a final status, then settle its money."""
+    fields: dict[str, object] = {
+        "status": status,
+        "status_detail": detail,
+        "failure_reason": reason,
+        "finished_at": timezone.now(),
+    }
+    if log_tail is not None:
+        fields["log_tail"] = log_tail
+    done = (
+        TrainingSession.objects.filter(pk=session_id, worker_id=worker_id, status__in=WORKER_OWNED).update(**fields)
+        == 1
+    )
+    if done:
+        settle_session(session_id)
+    return done
+
+
+def settle_session(session_id: int) -> None:
+    """Release open holds and refund the unused part of a Timed prepayment (idempotent)."""
+    billing.release_holds(session_id)
+    session = TrainingSession.objects.select_related("owner").get(pk=session_id)
+    if session.mode == TrainingSession.Mode.TIMED:
+        used_ms = session.epochs.aggregate(total=Sum("duration_ms"))["total"] or 0
+        billing.refund_timed(session_id, used_ms // 1000)
+    from training.notifications import notify_session_ended
+
+    transaction.on_commit(lambda: notify_session_ended(session_id))
+
+
+def reap_stale_sessions() -> int:
+    """Requeue sessions whose worker went silent; fail them after too many attempts.
+
+    Safe to run anywhere and any number of times: each step is a conditional UPDATE."""
+    threshold = timezone.now() - stale_before()
+    stale = TrainingSession.objects.filter(status__in=WORKER_OWNED).filter(
+        Q(heartbeat_at__lt=threshold) | Q(heartbeat_at__isnull=True, claimed_at__lt=threshold)
+    )
+    reaped = 0
+    for session_id, status, attempts, queue_slug in stale.values_list(
+        "pk", "status", "attempts", "instance_type__slug"
+    ):
+        if status == Status.STOPPING:
+            if _transition(session_id, (Status.STOPPING,), Status.STOPPED, detail="Stopped; its worker was gone"):
+                settle_session(session_id)
+        elif attempts >= settings.TRAINING_MAX_ATTEMPTS:
+            reason = (
+                f"The worker was lost {attempts} times, so the session was stopped for good. "
+                "Your completed epochs and their weights are kept; Resume continues from the last checkpoint."
+            )
+            if _transition(session_id, WORKER_OWNED, Status.FAILED, extra=Q(attempts=attempts), reason=reason):
+                settle_session(session_id)
+        else:
+            requeued = (
+                TrainingSession.objects.filter(pk=session_id, status=status, attempts=attempts).update(
+                    status=Status.QUEUED,
+                    worker_id="",
+                    status_detail="The worker was lost; resuming from the last checkpoint on another worker",
+                )
+                == 1
+            )
+            if requeued:
+                billing.release_holds(session_id)
+                logger.warning("requeued session %s after its worker went silent", session_id)
+                enqueue_training(session_id, f"train.{queue_slug}")
+                reaped += 1
+    return reaped
