@@ -26,7 +26,7 @@ def notify_session_ended(session_id: int) -> None:
     user_stopped = session.status == TrainingSession.Status.STOPPED and session.stop_requested_at is not None
     if session.status not in SUBJECTS or user_stopped:
         return
-    link = settings.SITE_URL + reverse("training:model_detail", args=[session.model_id])
+    link = settings.SITE_URL + reverse("training:model_detail", args=[session.model.uid])
     lines = [
         f"Your model {session.model.name} on {session.instance_type.name}: {session.get_status_display().lower()}.",
         f"Epochs completed: {session.model.epochs_completed} of {session.target_epochs}.",
