@@ -290,6 +290,49 @@ def _wait_for_bucket(endpoint: str, access_key: str, secret_key: str, bucket: st
             time.sleep(0.3)
 
 
+def ensure_stripe_emulator(running: Stack, data_dir: Path) -> None:
+    """The local Stripe emulator (billing/stripe_emulator), unless STRIPE_SECRET_KEY
+    names a real Stripe account. Points the site at it, with a fresh webhook secret,
+    and registers ``{SITE_URL}/billing/stripe/webhook/`` when SITE_URL is known (the
+    test suite registers its live server's URL itself)."""
+    if running.env.get("STRIPE_SECRET_KEY"):
+        return
+    port = free_port()
+    state = data_dir / "stripe"
+    process = running.spawn(
+        "stripe-emulator",
+        [PYTHON, "-m", "billing.stripe_emulator", "--data-dir", str(state), "--port", str(port)],
+        log=data_dir / "stripe-emulator.log",
+    )
+    wait_for_port(port, timeout=30, process=process)
+    base = f"http://{LOOPBACK}:{port}"
+    secret = f"whsec_{secrets.token_hex(24)}"
+    running.env.update(
+        {
+            "STRIPE_API_BASE": base,
+            "STRIPE_SECRET_KEY": f"sk_test_local{secrets.token_hex(8)}",
+            "STRIPE_PUBLISHABLE_KEY": "pk_test_local",
+            "STRIPE_WEBHOOK_SECRET": secret,
+        }
+    )
+    site_url = running.env.get("SITE_URL")
+    if site_url:
+        import urllib.parse
+        import urllib.request
+
+        form = urllib.parse.urlencode(
+            [
+                ("url", f"{site_url.rstrip('/')}/billing/stripe/webhook/"),
+                ("secret", secret),
+                *[
+                    ("events[]", name)
+                    for name in ("checkout.session.completed", "checkout.session.expired", "charge.refunded")
+                ],
+            ]
+        ).encode()
+        urllib.request.urlopen(f"{base}/_config/webhooks/hubsite", data=form, timeout=10).close()  # noqa: S310 - our loopback server
+
+
 # -- commands ---------------------------------------------------------------
 
 
@@ -308,6 +351,7 @@ def run_site(host: str, port: int) -> int:
         running.env["PYTHONUNBUFFERED"] = "1"
         try:
             ensure_redis(running, data_dir)
+            ensure_stripe_emulator(running, data_dir)
             manage(running, "migrate", "--noinput", "-v", "0")
             manage(running, "seed_demo")
             for name, queues in (("worker-light", "default"), ("worker-train-cpu", "train.cpu")):
@@ -344,6 +388,7 @@ def run_tests(pytest_args: list[str]) -> int:
             ensure_postgres(running, data_dir)
             ensure_redis(running, data_dir)
             ensure_s3(running, data_dir)
+            ensure_stripe_emulator(running, data_dir)
             return subprocess.run([PYTHON, "-m", "pytest", *pytest_args], env=running.env, cwd=BASE_DIR).returncode
         except KeyboardInterrupt:
             return 130

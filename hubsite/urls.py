@@ -9,5 +9,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("billing/stripe/", include("billing.stripe_urls")),
     path("admin/", admin.site.urls),
 ]

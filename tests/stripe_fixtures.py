@@ -1,0 +1,145 @@
+"""The local Stripe emulator for tests, signed webhook payloads, and paying on the stand-in page.
+
+``scripts/test`` starts one emulator for the whole run (STRIPE_API_BASE); a plain
+``pytest`` starts its own here. Tests always use the emulator, never a Stripe
+account named in the environment (the one opt-in test reads STRIPE_TEST_SECRET_KEY).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.conf import settings
+from pytest_django.fixtures import Settings as SettingsWrapper
+from pytest_django.live_server_helper import LiveServer
+
+WEBHOOK_SECRET = "whsec_tests_0123456789abcdef"
+EVENTS = ("checkout.session.completed", "checkout.session.expired", "charge.refunded")
+DEAD_URL = "http://127.0.0.1:9/nowhere/"  # the discard port: deliveries there are lost
+
+
+@dataclass
+class Emulator:
+    base: str
+
+    def register_webhook(self, url: str, secret: str = WEBHOOK_SECRET) -> None:
+        data = [("url", url), ("secret", secret), *[("events[]", name) for name in EVENTS]]
+        requests.post(f"{self.base}/_config/webhooks/hubsite", data=data, timeout=10).raise_for_status()
+
+    def pay(self, url: str, card: str = "4242424242424242") -> requests.Response:
+        """Submit the stand-in payment page, as a person would."""
+        return requests.post(
+            url, data={"card_number": card, "expiry": "12/34", "cvc": "123"}, allow_redirects=False, timeout=10
+        )
+
+    def events(self, event_type: str) -> list[dict[str, Any]]:
+        response = requests.get(
+            f"{self.base}/v1/events",
+            params={"type": event_type, "limit": "100"},
+            headers={"Authorization": f"Bearer {settings.STRIPE_SECRET_KEY}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        data: list[dict[str, Any]] = response.json()["data"]
+        return data
+
+    def redeliver(self, event_id: str, times: int) -> list[int]:
+        response = requests.post(f"{self.base}/_config/events/{event_id}/deliver", data={"times": times}, timeout=60)
+        response.raise_for_status()
+        statuses: list[int] = response.json()["statuses"]
+        return statuses
+
+    def refund(self, session_id: str, amount_cents: int | None = None) -> dict[str, Any]:
+        data = {} if amount_cents is None else {"amount": amount_cents}
+        response = requests.post(f"{self.base}/_config/checkout/sessions/{session_id}/refund", data=data, timeout=10)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@pytest.fixture(scope="session")
+def stripe_emulator_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("STRIPE_API_BASE", "")
+    if base and os.environ.get("STRIPE_SECRET_KEY", "").startswith("sk_test_local"):
+        yield base  # the one scripts/test started
+        return
+    data_dir = tmp_path_factory.mktemp("stripe-emulator")
+    log = open(data_dir / "emulator.log", "wb")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "billing.stripe_emulator", "--data-dir", str(data_dir), "--port", "0"],
+        cwd=Path(settings.BASE_DIR),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url_file = data_dir / "url"
+    deadline = time.monotonic() + 30
+    while not url_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the Stripe emulator did not start:\n{(data_dir / 'emulator.log').read_text()}")
+        time.sleep(0.1)
+    base = url_file.read_text().strip()
+    while True:  # the URL is written just before it listens
+        try:
+            requests.get(f"{base}/_config/checkout/pay/none", timeout=2)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    yield base
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_emulator(stripe_emulator_base: str, settings: SettingsWrapper) -> Iterator[Emulator]:
+    """Point the site at the emulator, with the tests' webhook secret; no webhook yet."""
+    settings.STRIPE_API_BASE = stripe_emulator_base
+    settings.STRIPE_SECRET_KEY = "sk_test_local_tests"
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    emulator = Emulator(stripe_emulator_base)
+    emulator.register_webhook(DEAD_URL)
+    yield emulator
+    emulator.register_webhook(DEAD_URL)  # no stray deliveries to a server that is gone
+
+
+@pytest.fixture
+def stripe_live(stripe_emulator: Emulator, live_server: LiveServer, settings: SettingsWrapper) -> Emulator:
+    """The emulator sending its webhooks to this test's live server."""
+    settings.SITE_URL = live_server.url
+    stripe_emulator.register_webhook(f"{live_server.url}/billing/stripe/webhook/")
+    return stripe_emulator
+
+
+def signature_header(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+    """Stripe's ``Stripe-Signature``: ``t=<unix time>,v1=<HMAC-SHA256 of "t.payload">``."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), b"%d.%s" % (timestamp, payload), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def event_payload(
+    event_type: str, obj: dict[str, Any], *, event_id: str = "evt_test_1", api_version: str | None = None
+) -> bytes:
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": event_type,
+            "api_version": api_version or settings.STRIPE_API_VERSION,
+            "created": int(time.time()),
+            "data": {"object": obj},
+        }
+    ).encode()
