@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
+from billing.models import Account
+from billing.money import format_usd
+
 
 def account_balance(request: HttpRequest) -> dict[str, object]:
-    """The signed-in user's balance for the header, in whole micro-dollars.
-
-    Billing has no ledger yet, so every account reads US$0.00."""
+    """The signed-in user's balance for the header: one indexed query, no writes."""
     if not request.user.is_authenticated:
         return {}
-    return {"header_balance_display": "US$0.00"}
+    balance = Account.objects.filter(user_id=request.user.pk).values_list("balance_micros", flat=True).first()
+    return {"header_balance_display": format_usd(balance or 0)}

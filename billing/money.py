@@ -58,6 +58,9 @@ def usd_amount(micros: int, decimals: int = 2) -> str:
     add up to the last micro-dollar."""
     if not 0 <= decimals <= MICROS_DECIMALS:
         raise ValueError("decimals must be between 0 and 6")
+    if decimals == MICROS_DECIMALS:  # exact, and fast enough for 100,000-row reports
+        whole, fraction = divmod(abs(micros), MICROS_PER_USD)
+        return f"{'-' if micros < 0 else ''}{whole}.{fraction:06d}"
     quantum = Decimal(1).scaleb(-decimals)
     value = micros_to_usd(micros).quantize(quantum, rounding=ROUND_HALF_UP)
     if value == 0:

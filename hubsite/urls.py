@@ -10,5 +10,6 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("billing/stripe/", include("billing.stripe_urls")),
+    path("billing/", include("billing.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from billing import services
 from hubsite.models import User
 
 DEMO_EMAIL = "demo@hubsite.local"
@@ -18,4 +20,20 @@ class Command(BaseCommand):
         if created or not user.check_password(DEMO_PASSWORD):
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
+        self._demo_credit(user)
+        self._demo_dataset(user)
         self.stdout.write(f"Demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}")
+
+    def _demo_credit(self, user: User) -> None:
+        """US$20.00 (BILLING_DEMO_CREDIT_MICROS) once, as an adjustment line, so the demo can train."""
+        amount: int = settings.BILLING_DEMO_CREDIT_MICROS
+        if amount > 0:
+            account = services.account_for(user)
+            services.adjust(account.pk, amount, staff_user=None, reason="demo credit", reference="demo-credit")
+
+    def _demo_dataset(self, user: User) -> None:
+        """A ready synthetic shapes dataset (training/synthetic.py), made and validated once."""
+        from training.datasets import create_demo_dataset
+
+        dataset = create_demo_dataset(user)
+        self.stdout.write(f"Demo dataset: {dataset.name} ({dataset.status})")

@@ -1,0 +1,162 @@
+"""Staff views of accounts and the ledger. Nothing here edits a balance or a line:
+balances change only through the "Adjust balance" form, which appends an
+``adjustment`` line naming the staff user and the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from billing import services
+from billing.forms import AdjustBalanceForm
+from billing.models import Account, Hold, LedgerLine
+from billing.money import format_usd
+from hubsite.models import User
+
+LEDGER_FIELDS = (
+    "created_at",
+    "kind",
+    "amount_display",
+    "balance_after_display",
+    "session",
+    "epoch",
+    "reference",
+    "reason",
+    "created_by",
+)
+
+
+class ReadOnlyMixin:
+    """No add, change or delete for anyone, superusers included; viewing stays."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class LedgerDisplayMixin:
+    @admin.display(description="amount", ordering="amount_micros")
+    def amount_display(self, line: LedgerLine) -> str:
+        return format_usd(line.amount_micros, 6)
+
+    @admin.display(description="balance after", ordering="balance_after_micros")
+    def balance_after_display(self, line: LedgerLine) -> str:
+        return format_usd(line.balance_after_micros, 6)
+
+
+class LedgerLineInline(ReadOnlyMixin, LedgerDisplayMixin, admin.TabularInline[LedgerLine, Account]):
+    model = LedgerLine
+    extra = 0
+    can_delete = False
+    fields = LEDGER_FIELDS
+    readonly_fields = LEDGER_FIELDS
+    ordering = ("-created_at", "-id")
+    verbose_name_plural = "ledger (newest first)"
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin[Account]):
+    list_display = ("user", "balance_display", "held_display", "concurrent_session_limit", "updated_at")
+    search_fields = ("user__email",)
+    list_select_related = ("user",)
+    fields = ("user", "balance_display", "held_display", "adjust_link", "concurrent_session_limit")
+    readonly_fields = ("user", "balance_display", "held_display", "adjust_link")
+    inlines = (LedgerLineInline,)
+    actions = ("adjust_balance",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every user gets an account when signing up
+
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        return False
+
+    @admin.display(description="balance", ordering="balance_micros")
+    def balance_display(self, account: Account) -> str:
+        return format_usd(account.balance_micros, 6)
+
+    @admin.display(description="held", ordering="held_micros")
+    def held_display(self, account: Account) -> str:
+        return format_usd(account.held_micros, 6)
+
+    @admin.display(description="adjust")
+    def adjust_link(self, account: Account) -> str:
+        url = reverse("admin:billing_account_adjust", args=[account.pk])
+        return format_html('<a class="button" href="{}">Adjust balance</a>', url)
+
+    @admin.action(description="Adjust balance (one account)")
+    def adjust_balance(self, request: HttpRequest, queryset: QuerySet[Account]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one account to adjust.", messages.WARNING)
+            return None
+        account = queryset.get()
+        return HttpResponseRedirect(reverse("admin:billing_account_adjust", args=[account.pk]))
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "<int:account_id>/adjust/",
+                self.admin_site.admin_view(self.adjust_view),
+                name="billing_account_adjust",
+            )
+        ]
+        return [*custom, *super().get_urls()]
+
+    def adjust_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
+        account = get_object_or_404(Account.objects.select_related("user"), pk=account_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied
+        form = AdjustBalanceForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            staff = request.user if isinstance(request.user, User) else None
+            line = services.adjust(
+                account.pk, form.cleaned_data["amount"], staff_user=staff, reason=form.cleaned_data["reason"]
+            )
+            self.message_user(
+                request,
+                f"Adjusted {account.user} by {format_usd(line.amount_micros, 6)}; "
+                f"the balance is now {format_usd(line.balance_after_micros, 6)}.",
+                messages.SUCCESS,
+            )
+            return redirect("admin:billing_account_change", account.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Adjust the balance of {account.user}",
+            "account": account,
+            "form": form,
+            "balance": format_usd(account.balance_micros, 6),
+        }
+        return TemplateResponse(request, "billing/admin/adjust_balance.html", context)
+
+
+@admin.register(LedgerLine)
+class LedgerLineAdmin(ReadOnlyMixin, LedgerDisplayMixin, admin.ModelAdmin[LedgerLine]):
+    list_display = ("created_at", "account", "kind", "amount_display", "balance_after_display", "reference")
+    list_filter = ("kind",)
+    search_fields = ("account__user__email", "reference", "reason")
+    list_select_related = ("account__user",)
+    fields = ("account", *LEDGER_FIELDS, "duration_ms", "price_per_hour_micros")
+    readonly_fields = fields
+    date_hierarchy = "created_at"
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyMixin, admin.ModelAdmin[Hold]):
+    list_display = ("created_at", "account", "session", "epoch", "amount_micros", "status", "closed_at")
+    list_filter = ("status",)
+    search_fields = ("account__user__email",)
+    list_select_related = ("account__user",)
+    readonly_fields = ("account", "session", "epoch", "amount_micros", "status", "created_at", "closed_at")

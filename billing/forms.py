@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from billing.money import usd_to_micros
+
+MAX_ADJUSTMENT_USD = Decimal("100000")
+MAX_STATEMENT_DAYS = 3660
+
+
+class StatementForm(forms.Form):
+    """A date range (UTC days, both included) for the account statement CSV."""
+
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if end < start:
+                raise forms.ValidationError("The end date must not be before the start date.")
+            if (end - start).days > MAX_STATEMENT_DAYS:
+                raise forms.ValidationError("A statement covers at most ten years.")
+        return data
+
+    def bounds(self) -> tuple[dt.datetime, dt.datetime]:
+        """[start 00:00 UTC, the day after end 00:00 UTC)."""
+        start: dt.date = self.cleaned_data["start"]
+        end: dt.date = self.cleaned_data["end"]
+        utc = dt.UTC
+        return (
+            dt.datetime.combine(start, dt.time.min, tzinfo=utc),
+            dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=utc),
+        )
+
+    @classmethod
+    def initial_range(cls) -> dict[str, dt.date]:
+        today = timezone.now().astimezone(dt.UTC).date()
+        return {"start": today.replace(day=1), "end": today}
+
+
+class AdjustBalanceForm(forms.Form):
+    """Staff: an amount in US dollars (negative takes money away) and why."""
+
+    amount = forms.DecimalField(
+        label="Amount (US$)",
+        max_digits=12,
+        decimal_places=6,
+        help_text="Negative to take money away. A debit larger than the balance writes off the rest.",
+    )
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_amount(self) -> int:
+        amount: Decimal = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError("Enter an amount other than zero.")
+        if abs(amount) > MAX_ADJUSTMENT_USD:
+            raise forms.ValidationError("An adjustment is at most US$100,000.")
+        return usd_to_micros(amount)
+
+    def clean_reason(self) -> str:
+        reason: str = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why the balance changes.")
+        return reason

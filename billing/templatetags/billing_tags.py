@@ -1,0 +1,36 @@
+"""``{% load billing_tags %}``: money formatting and the model Billing tab.
+
+{{ line.amount_micros|usd }}        US$1.23
+{{ line.amount_micros|usd:6 }}      US$1.234567
+{% model_billing model %}           the Billing tab of a model page
+"""
+
+from __future__ import annotations
+
+from django import template
+
+from billing import reports
+from billing.money import format_usd
+from training.models import YoloModel
+
+register = template.Library()
+
+
+@register.filter
+def usd(micros: int | None, decimals: int = 2) -> str:
+    return "" if micros is None else format_usd(int(micros), int(decimals))
+
+
+@register.filter
+def duration(seconds: int | None) -> str:
+    """``3725`` -> ``1:02:05``."""
+    if seconds is None:
+        return ""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+@register.inclusion_tag("billing/_model_billing.html")
+def model_billing(model: YoloModel) -> dict[str, object]:
+    return {"billing": reports.model_billing(model), "model": model}

@@ -1,0 +1,108 @@
+"""Many writers on one account at once: real threads, each on its own PostgreSQL
+connection, committing for real (transactional_db)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import partial
+
+import pytest
+from django.db import connection
+
+from billing import services
+from billing.models import Account, Hold, LedgerLine
+from hubsite.models import User
+from tests.billing_fixtures import assert_ledger_consistent, fund, make_session
+
+Kind = LedgerLine.Kind
+
+
+def run_at_once(jobs: list[Callable[[], object]]) -> list[BaseException]:
+    """Start every job in its own thread, release them together, return the errors."""
+    barrier = threading.Barrier(len(jobs))
+    errors: list[BaseException] = []
+
+    def run(job: Callable[[], object]) -> None:
+        try:
+            barrier.wait(timeout=30)
+            job()
+        except BaseException as error:  # reported by the test
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    return errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_concurrent_charges_and_top_ups_leave_the_exact_balance(user: User) -> None:
+    account = fund(user, 1_000_000, reference="opening")
+    session = make_session(user)  # US$3.60/h: 1 ms costs 1 micro-dollar
+    jobs: list[Callable[[], object]] = []
+    for i in range(25):
+        jobs.append(partial(services.capture_epoch, session.pk, i + 1, 1_000 + i + 1))
+        jobs.append(partial(services.credit_top_up, account.pk, 10_000 + i, reference=f"cs_{i}"))
+    errors = run_at_once(jobs)
+    assert errors == []
+
+    charges = sum(1_000 + epoch for epoch in range(1, 26))
+    top_ups = sum(10_000 + n for n in range(25))
+    account.refresh_from_db()
+    assert account.balance_micros == 1_000_000 + top_ups - charges
+    assert LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE).count() == 25
+    assert LedgerLine.objects.filter(kind=Kind.TOP_UP).count() == 26
+    assert_ledger_consistent(account)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redelivered_charges_racing_each_other_charge_each_epoch_once(user: User) -> None:
+    account = fund(user, 1_000_000)
+    session = make_session(user)
+    jobs: list[Callable[[], object]] = []
+    for epoch in range(1, 11):
+        for _copy in range(5):  # five deliveries of every epoch, all at once
+            jobs.append(partial(services.capture_epoch, session.pk, epoch, 2_000))
+    assert run_at_once(jobs) == []
+    assert LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE).count() == 10
+    account.refresh_from_db()
+    assert account.balance_micros == 1_000_000 - 10 * 2_000
+    assert_ledger_consistent(account)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_charges_beyond_the_balance_never_take_it_below_zero(user: User) -> None:
+    account = fund(user, 25_000)
+    sessions = [make_session(user) for _ in range(5)]
+    jobs: list[Callable[[], object]] = [
+        partial(services.capture_epoch, session.pk, epoch, 3_000) for session in sessions for epoch in range(1, 11)
+    ]
+    assert run_at_once(jobs) == []
+    account.refresh_from_db()
+    assert account.balance_micros == 0
+    written_off = sum(LedgerLine.objects.filter(kind=Kind.WRITE_OFF).values_list("amount_micros", flat=True))
+    assert written_off == 50 * 3_000 - 25_000
+    assert_ledger_consistent(account)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_holds_never_reserve_more_than_the_balance(user: User) -> None:
+    account = fund(user, 55_000)  # room for five holds of 10_000, not six
+    sessions = [make_session(user) for _ in range(10)]
+    results: list[bool] = []
+
+    def hold(session_id: int) -> None:
+        results.append(services.hold_epoch(session_id, 1))
+
+    jobs: list[Callable[[], object]] = [partial(hold, session.pk) for session in sessions]
+    assert run_at_once(jobs) == []
+    assert results.count(True) == 5
+    account.refresh_from_db()
+    assert account.held_micros == 50_000 == sum(Hold.objects.values_list("amount_micros", flat=True))
+    assert Account.objects.get(pk=account.pk).balance_micros == 55_000
