@@ -1,8 +1,9 @@
 """The local Stripe emulator for tests, signed webhook payloads, and paying on the stand-in page.
 
 ``scripts/test`` starts one emulator for the whole run (STRIPE_API_BASE); a plain
-``pytest`` starts its own here. Tests always use the emulator, never a Stripe
-account named in the environment (the one opt-in test reads STRIPE_TEST_SECRET_KEY).
+``pytest`` starts its own here. Import the ``*_fixture`` functions into a test
+module to use the fixtures. Tests always use the emulator, never a Stripe account
+named in the environment (the one opt-in test reads STRIPE_TEST_SECRET_KEY).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class Emulator:
         return result
 
 
-@pytest.fixture(scope="session")
-def stripe_emulator_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="session", name="stripe_emulator_base")
+def stripe_emulator_base_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = os.environ.get("STRIPE_API_BASE", "")
     if base and os.environ.get("STRIPE_SECRET_KEY", "").startswith("sk_test_local"):
         yield base  # the one scripts/test started
@@ -103,8 +104,8 @@ def stripe_emulator_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     process.wait(timeout=10)
 
 
-@pytest.fixture
-def stripe_emulator(stripe_emulator_base: str, settings: SettingsWrapper) -> Iterator[Emulator]:
+@pytest.fixture(name="stripe_emulator")
+def stripe_emulator_fixture(stripe_emulator_base: str, settings: SettingsWrapper) -> Iterator[Emulator]:
     """Point the site at the emulator, with the tests' webhook secret; no webhook yet."""
     settings.STRIPE_API_BASE = stripe_emulator_base
     settings.STRIPE_SECRET_KEY = "sk_test_local_tests"
@@ -115,8 +116,8 @@ def stripe_emulator(stripe_emulator_base: str, settings: SettingsWrapper) -> Ite
     emulator.register_webhook(DEAD_URL)  # no stray deliveries to a server that is gone
 
 
-@pytest.fixture
-def stripe_live(stripe_emulator: Emulator, live_server: LiveServer, settings: SettingsWrapper) -> Emulator:
+@pytest.fixture(name="stripe_live")
+def stripe_live_fixture(stripe_emulator: Emulator, live_server: LiveServer, settings: SettingsWrapper) -> Emulator:
     """The emulator sending its webhooks to this test's live server."""
     settings.SITE_URL = live_server.url
     stripe_emulator.register_webhook(f"{live_server.url}/billing/stripe/webhook/")
