@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dramatiq
 
+from hubsite.jobs import light_actor
 from training.engine.presence import new_worker_id
 
 # Sessions run for hours: no Dramatiq retries (the reaper requeues a lost session,
@@ -19,3 +20,11 @@ def train_session(session_id: int) -> None:
     from training.engine.runner import run_session
 
     run_session(session_id, new_worker_id())
+
+
+@light_actor(time_limit_ms=15 * 60 * 1000, max_retries=1)
+def export_model(export_id: int) -> None:
+    """Export a model's best weights to ONNX or TorchScript, on the light queue."""
+    from training.engine.exports import run_export
+
+    run_export(export_id)
