@@ -11,5 +11,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("billing/stripe/", include("billing.stripe_urls")),
     path("billing/", include("billing.urls")),
+    path("", include("training.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -6,11 +6,21 @@ import io
 import stat
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
 
-from training.datasets import storage_keys
+from hubsite.models import User
+from training.dataset_tasks import run_validation
+from training.datasets import create_dataset, storage_keys
+from training.models import Dataset
 from training.synthetic import write_synthetic_dataset
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as Response
 
 Files = dict[str, bytes]
 
@@ -49,3 +59,35 @@ def keys_outside(prefix: str, before: set[str]) -> set[str]:
 
 def storage_has(key: str) -> bool:
     return bool(default_storage.exists(key))
+
+
+def upload(client: Client, data: bytes, *, name: str = "shapes", filename: str = "shapes.zip") -> Response:
+    """POST a file to the real upload view."""
+    return client.post(reverse("training:dataset_upload"), {"name": name, "file": SimpleUploadedFile(filename, data)})
+
+
+def upload_and_validate(client: Client, data: bytes, *, name: str = "shapes", filename: str = "shapes.zip") -> Dataset:
+    """Upload through the view, then run the validation actor's function in this process.
+
+    Asserts that nothing was written to storage outside the dataset's own prefix."""
+    before = all_storage_keys()
+    response = upload(client, data, name=name, filename=filename)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    dataset = Dataset.objects.get(name=name)
+    assert dataset.status == Dataset.Status.PROCESSING
+    run_validation(dataset.pk)
+    dataset.refresh_from_db()
+    assert keys_outside(dataset.storage_prefix, before) == set()
+    return dataset
+
+
+def problem_text(dataset: Dataset) -> str:
+    return "\n".join(f"{p['file']}:{p['line']}: {p['message']}" for p in dataset.errors)
+
+
+def ready_dataset(owner: User, tmp_path: Path, *, name: str = "shapes") -> Dataset:
+    """A validated synthetic dataset in storage, owned by ``owner``."""
+    data = zip_bytes(good_files(tmp_path))
+    dataset = create_dataset(owner, name, io.BytesIO(data), validate_now=True)
+    assert dataset.status == Dataset.Status.READY, dataset.errors
+    return dataset

@@ -33,8 +33,10 @@ from typing import IO, Any
 import yaml
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import transaction
 from PIL import Image, ImageDraw, ImageFont
 
+from hubsite.models import User
 from training.models import Dataset
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -156,6 +158,13 @@ def inspect_archive(archive: Path, limits: Limits | None = None) -> list[Member]
     if size > limits.max_upload_bytes:
         raise _fail(upload_too_large_message(limits.max_upload_bytes))
     if not zipfile.is_zipfile(archive):
+        with open(archive, "rb") as opened:
+            starts_like_a_zip = opened.read(4) == b"PK\x03\x04"
+        if starts_like_a_zip:
+            raise _fail(
+                "The zip file is damaged or incomplete (its end is missing: the upload or the copy was cut off). "
+                "Create the zip again and re-upload it."
+            )
         raise _fail(
             "This file is not a zip archive. Put data.yaml, images/ and labels/ in a .zip file and upload that."
         )
@@ -848,3 +857,73 @@ def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return data_yaml
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+class DatasetInUseError(Exception):
+    """The dataset is still used by models; ``names`` are theirs."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def create_dataset(owner: User, name: str, upload: IO[bytes], *, validate_now: bool = False) -> Dataset:
+    """Store the uploaded zip under the new dataset's prefix and queue its validation
+    (or, with ``validate_now``, validate it in this process before returning).
+
+    The file goes to storage first; if the row cannot be saved, the file is removed."""
+    from hubsite.jobs import send_on_commit
+    from training.dataset_tasks import run_validation, validate_dataset
+
+    dataset = Dataset(owner=owner, name=name, task=Dataset.Task.DETECT, status=Dataset.Status.PROCESSING)
+    key = storage_put(archive_key(dataset), upload)
+    try:
+        with transaction.atomic():
+            dataset.archive.name = key
+            dataset.archive_size = default_storage.size(key)
+            dataset.save()
+            if not validate_now:
+                send_on_commit(validate_dataset, dataset.pk)
+    except BaseException:
+        delete_prefix(dataset.storage_prefix)
+        raise
+    if validate_now:
+        run_validation(dataset.pk)
+        dataset.refresh_from_db()
+    return dataset
+
+
+DEMO_DATASET_NAME = "Shapes (demo)"
+
+
+def create_demo_dataset(owner: User) -> Dataset:
+    """The demo's ready dataset: synthetic shapes (64 train, 16 val images, 128 px), made once."""
+    from training.synthetic import write_synthetic_dataset
+
+    existing = Dataset.objects.filter(owner=owner, name=DEMO_DATASET_NAME).first()
+    if existing is not None:
+        return existing
+    with tempfile.TemporaryDirectory(prefix="hubsite-demo-") as work:
+        path = write_synthetic_dataset(Path(work) / "shapes.zip", train_images=64, val_images=16, image_size=128)
+        with open(path, "rb") as upload:
+            return create_dataset(owner, DEMO_DATASET_NAME, upload, validate_now=True)
+
+
+def rename_dataset(dataset: Dataset, name: str) -> None:
+    Dataset.objects.filter(pk=dataset.pk).update(name=name)
+    dataset.name = name
+
+
+def delete_dataset(dataset: Dataset) -> None:
+    """Delete the dataset and everything stored under its prefix; refused while a model uses it."""
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        names = list(locked.yolo_models.values_list("name", flat=True))
+        if names:
+            raise DatasetInUseError(names)
+        prefix = locked.storage_prefix
+        locked.delete()
+    delete_prefix(prefix)

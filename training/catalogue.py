@@ -1,0 +1,364 @@
+"""The model catalogue and the training arguments a user may set.
+
+Architectures are the model YAMLs that ship inside the ultralytics package
+(YOLO11, YOLO26, YOLOv8 at scales n/s/m/l/x). Their parameter counts and GFLOPs
+are computed once by building each model from its YAML (80 classes, 640 px, the
+way ultralytics reports them) and cached in a JSON file under ``DATA_DIR``, keyed
+by the ultralytics version. Nothing is ever downloaded: pretrained weights are
+offered only when ``WEIGHTS_DIR/<architecture>.pt`` exists.
+
+Training arguments are checked against ultralytics' own configuration
+(``ultralytics.cfg``: the keys of ``DEFAULT_CFG_DICT`` in its train and
+hyperparameter sections, and ``check_cfg`` for types and ranges). Arguments the
+platform sets itself (device, paths, resume, time, ...) are refused.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.db import transaction
+
+from hubsite.models import User
+from training.models import Dataset, YoloModel
+
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    # (architecture prefix, display name, YAML path inside ultralytics/cfg/models)
+    ("yolo26", "YOLO26", "26/yolo26.yaml"),
+    ("yolo11", "YOLO11", "11/yolo11.yaml"),
+    ("yolov8", "YOLOv8", "v8/yolov8.yaml"),
+)
+SCALES = ("n", "s", "m", "l", "x")
+SCALE_NAMES = {"n": "nano", "s": "small", "m": "medium", "l": "large", "x": "extra large"}
+# Tasks each architecture serves: detection only for now (segment/pose/... YAMLs come later).
+ARCHITECTURE_TASKS = {Dataset.Task.DETECT.value: ""}
+
+# Arguments set by the form's own fields.
+BASE_ARGS = ("epochs", "imgsz", "batch", "patience", "cache")
+DEFAULT_ARGS: dict[str, Any] = {"epochs": 100, "imgsz": 640, "batch": -1, "patience": 100, "cache": False}
+CACHE_CHOICES = (("none", "None"), ("ram", "RAM"), ("disk", "Disk"))
+# Arguments the platform controls: where and how the run happens, never the user's choice.
+PLATFORM_CONTROLLED_ARGS = frozenset(
+    {
+        "task",
+        "mode",
+        "model",
+        "data",
+        "device",
+        "project",
+        "name",
+        "save_dir",
+        "exist_ok",
+        "resume",
+        "time",
+        "workers",
+        "save",
+        "save_period",
+        "pretrained",
+        "plots",
+        "val",
+        "verbose",
+        "distill_model",
+        "profile",
+        "cfg",
+        "source",
+        "tracker",
+    }
+)
+# Sections of ultralytics' default.yaml whose keys are training arguments.
+TRAIN_SECTIONS = ("train settings", "hyperparameters")
+MAX_EPOCHS = 10_000
+MAX_IMGSZ = 4096
+MAX_CUSTOM_ARGS = 50
+
+_build_lock = threading.Lock()
+
+
+class TrainArgsError(ValueError):
+    """Training arguments that ultralytics or the platform would refuse; ``errors`` maps an
+    argument name to a plain message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+# --- architectures ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str  # e.g. "yolo11n", the YAML stem ultralytics accepts ("yolo11n.yaml")
+    family: str
+    scale: str
+    task: str
+    params: int | None = None
+    gflops: float | None = None
+
+    @property
+    def yaml(self) -> str:
+        return f"{self.name}.yaml"
+
+    @property
+    def label(self) -> str:
+        text = f"{self.family}{self.scale} ({SCALE_NAMES[self.scale]})"
+        if self.params is not None and self.gflops is not None:
+            text += f" - {self.params / 1e6:.1f}M params, {self.gflops:.1f} GFLOPs"
+        return text
+
+
+def ultralytics_dir() -> Path:
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a dependency
+        raise RuntimeError("the ultralytics package is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def ultralytics_version() -> str:
+    for distribution in ("ultralytics-opencv-headless", "ultralytics"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"  # pragma: no cover
+
+
+def shipped_architectures() -> list[Architecture]:
+    """The architectures whose YAML ships in the installed ultralytics (no numbers yet)."""
+    models_dir = ultralytics_dir() / "cfg" / "models"
+    result: list[Architecture] = []
+    for prefix, family, yaml_path in FAMILIES:
+        path = models_dir / yaml_path
+        if not path.is_file():
+            continue
+        scales = (yaml.safe_load(path.read_text()) or {}).get("scales", {})
+        for task, suffix in ARCHITECTURE_TASKS.items():
+            result.extend(
+                Architecture(name=f"{prefix}{scale}{suffix}", family=family, scale=scale, task=task)
+                for scale in SCALES
+                if scale in scales
+            )
+    return result
+
+
+def cache_path() -> Path:
+    return Path(settings.DATA_DIR) / f"model-catalogue-{ultralytics_version()}.json"
+
+
+def measure(architecture: Architecture) -> Architecture:
+    """Build the model from its YAML (no weights) and count its parameters and GFLOPs."""
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils.torch_utils import get_flops
+
+    model = DetectionModel(architecture.yaml, nc=80, verbose=False)  # type: ignore[no-untyped-call]
+    params = sum(int(p.numel()) for p in model.parameters())
+    gflops = round(float(get_flops(model, 640)), 1)  # type: ignore[no-untyped-call]
+    return Architecture(architecture.name, architecture.family, architecture.scale, architecture.task, params, gflops)
+
+
+def catalogue() -> list[Architecture]:
+    """Every shipped architecture with its parameters and GFLOPs (computed once, then cached)."""
+    path = cache_path()
+    cached = _read_cache(path)
+    if cached is not None:
+        return cached
+    with _build_lock:
+        cached = _read_cache(path)
+        if cached is not None:
+            return cached
+        measured = [measure(architecture) for architecture in shipped_architectures()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".catalogue.", suffix=".json")
+        with os.fdopen(handle, "w") as out:
+            json.dump([asdict(a) for a in measured], out, indent=1)
+        Path(temporary).replace(path)
+        return measured
+
+
+def _read_cache(path: Path) -> list[Architecture] | None:
+    try:
+        raw = json.loads(path.read_text())
+        return [Architecture(**item) for item in raw]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def architectures_for(task: str) -> list[Architecture]:
+    return [a for a in catalogue() if a.task == task]
+
+
+def find_architecture(name: str) -> Architecture | None:
+    return next((a for a in catalogue() if a.name == name), None)
+
+
+def weights_path(architecture: str) -> Path:
+    return Path(settings.WEIGHTS_DIR) / f"{architecture}.pt"
+
+
+def has_local_weights(architecture: str) -> bool:
+    return weights_path(architecture).is_file()
+
+
+# --- training arguments -----------------------------------------------------------------------
+
+
+@cache
+def training_keys() -> frozenset[str]:
+    """The keys of ultralytics' default.yaml in its train and hyperparameter sections."""
+    text = (ultralytics_dir() / "cfg" / "default.yaml").read_text(encoding="utf-8")
+    keys: set[str] = set()
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("#") and "---" in line:
+            section = line.lstrip("# ").split("-")[0].strip().lower()
+            continue
+        match = re.match(r"^([a-z_][a-z0-9_]*):", line)
+        if match and section in TRAIN_SECTIONS:
+            keys.add(match.group(1))
+    return frozenset(keys)
+
+
+def user_settable_keys() -> list[str]:
+    return sorted(training_keys() - PLATFORM_CONTROLLED_ARGS - set(BASE_ARGS))
+
+
+def parse_custom_args(text: str) -> dict[str, Any]:
+    """``key=value`` lines (``key: value`` works too; ``#`` starts a comment). Values are
+    read as YAML scalars: 0.01, true, [0, 1], SGD."""
+    result: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for number, raw_line in enumerate(text.splitlines(), start=1):
+        line = raw_line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(.*)$", line)
+        if not match:
+            errors[f"line {number}"] = f"'{raw_line.strip()}' is not key=value, e.g. lr0=0.01."
+            continue
+        key, raw_value = match.group(1), match.group(2).strip()
+        if key in result:
+            errors[key] = "is given twice."
+            continue
+        try:
+            result[key] = yaml.safe_load(raw_value) if raw_value else None
+        except yaml.YAMLError:
+            errors[key] = f"'{raw_value}' is not a value ultralytics can read."
+    if errors:
+        raise TrainArgsError(errors)
+    return result
+
+
+def format_custom_args(args: dict[str, Any]) -> str:
+    return "\n".join(f"{key}={json.dumps(value)}" for key, value in args.items() if key not in BASE_ARGS)
+
+
+def validate_train_args(raw: dict[str, Any]) -> dict[str, Any]:
+    """The arguments ultralytics will get, checked; raises TrainArgsError with a message per bad key.
+
+    ``raw`` may hold the base arguments (epochs, imgsz, batch, patience, cache; defaults
+    fill the missing ones) and any other ultralytics training argument."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg  # type: ignore[attr-defined]  # lazy: pulls torch
+
+    errors: dict[str, str] = {}
+    if len(raw) > MAX_CUSTOM_ARGS + len(BASE_ARGS):
+        raise TrainArgsError({"arguments": f"at most {MAX_CUSTOM_ARGS} custom arguments."})
+    args: dict[str, Any] = dict(DEFAULT_ARGS)
+    train_keys = training_keys()
+    for key, value in raw.items():
+        if key in PLATFORM_CONTROLLED_ARGS:
+            errors[key] = "is set by the platform and cannot be changed."
+        elif key not in DEFAULT_CFG_DICT:
+            errors[key] = "is not an ultralytics argument."
+        elif key not in train_keys:
+            errors[key] = "is not a training argument (it applies to prediction, validation or export)."
+        else:
+            args[key] = value
+
+    _check_base(args, errors)
+    for key, value in list(args.items()):
+        if key in errors or key in BASE_ARGS:
+            continue
+        default = DEFAULT_CFG_DICT.get(key)
+        if isinstance(default, str) and not isinstance(value, str):
+            errors[key] = f"must be text, like {default!r}."
+            continue
+        try:
+            single = {key: value}
+            check_cfg(single, hard=True)
+            args[key] = single[key]
+        except (TypeError, ValueError) as error:
+            errors[key] = _plain(str(error))
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            errors[key] = "must be a number, text, true/false or a list."
+    optimizer = args.get("optimizer")
+    if "optimizer" in args and "optimizer" not in errors:
+        allowed = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp", "auto")
+        if optimizer not in allowed:
+            errors["optimizer"] = f"must be one of {', '.join(allowed)}."
+    if errors:
+        raise TrainArgsError(errors)
+    return args
+
+
+def _check_base(args: dict[str, Any], errors: dict[str, str]) -> None:
+    def whole(key: str, minimum: int, maximum: int) -> None:
+        value = args[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors[key] = "must be a whole number."
+        elif not minimum <= value <= maximum:
+            errors[key] = f"must be between {minimum} and {maximum}."
+
+    whole("epochs", 1, MAX_EPOCHS)
+    whole("imgsz", 32, MAX_IMGSZ)
+    whole("patience", 0, MAX_EPOCHS)
+    batch = args["batch"]
+    if isinstance(batch, bool) or not isinstance(batch, int) or not (batch == -1 or 1 <= batch <= 1024):
+        errors["batch"] = "must be -1 (automatic) or a whole number from 1 to 1024."
+    if args["cache"] not in (False, "ram", "disk"):
+        errors["cache"] = "must be none, ram or disk."
+
+
+def _plain(message: str) -> str:
+    """ultralytics' message without emojis and the leading key."""
+    text = "".join(ch for ch in message if ord(ch) < 0x2000).strip()
+    return text.replace("Valid ", "valid ")
+
+
+# --- services ---------------------------------------------------------------------------------
+
+
+def create_model(
+    owner: User, *, name: str, dataset: Dataset, architecture: str, pretrained: bool, train_args: dict[str, Any]
+) -> YoloModel:
+    """Create the user's model from checked inputs (the form checks them first)."""
+    if dataset.owner_id != owner.pk or dataset.status != Dataset.Status.READY:
+        raise ValueError("the dataset must be the owner's and ready")
+    with transaction.atomic():
+        return YoloModel.objects.create(
+            owner=owner,
+            name=name,
+            dataset=dataset,
+            architecture=architecture,
+            pretrained=pretrained,
+            train_args=train_args,
+        )
+
+
+def rename_model(model: YoloModel, name: str) -> None:
+    YoloModel.objects.filter(pk=model.pk).update(name=name)
+    model.name = name

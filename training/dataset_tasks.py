@@ -1,0 +1,84 @@
+"""Dataset validation on the light queue.
+
+The web stores the uploaded zip and enqueues ``validate_dataset(id)`` on commit; a
+light worker downloads the zip from storage into a temporary folder, extracts and
+checks it (``training.datasets``), stores sample pictures under the dataset's
+storage prefix, and moves the dataset from ``processing`` to ``ready`` or
+``invalid`` with one conditional UPDATE (a redelivered message finds it already
+done and does nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from hubsite.jobs import light_actor
+from training.datasets import (
+    MAX_PROBLEMS,
+    DatasetError,
+    Problem,
+    download_archive,
+    extract_archive,
+    render_sample,
+    sample_key,
+    storage_put,
+    validate_extracted,
+)
+from training.models import Dataset
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_TIME_LIMIT_MS = 30 * 60 * 1000
+
+
+@light_actor(time_limit_ms=VALIDATION_TIME_LIMIT_MS, max_retries=0)
+def validate_dataset(dataset_id: int) -> None:
+    """Validate an uploaded dataset (safe to run twice: only a ``processing`` one is touched)."""
+    run_validation(dataset_id)
+
+
+def run_validation(dataset_id: int) -> str | None:
+    """Validate the dataset in this process; returns its final status (None if it is gone
+    or was not waiting for validation)."""
+    dataset = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.PROCESSING).first()
+    if dataset is None:
+        return None
+    try:
+        stats, problems = _check(dataset)
+    except DatasetError as error:
+        stats, problems = {}, error.problems
+    except Exception:
+        logger.exception("validation of dataset %s stopped on an unexpected error", dataset_id)
+        stats, problems = {}, [Problem("Validation stopped on an unexpected error. Upload the dataset again.")]
+    status = Dataset.Status.INVALID if problems else Dataset.Status.READY
+    errors = [problem.as_dict() for problem in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        errors.append(Problem(f"... and {len(problems) - MAX_PROBLEMS} more problems like these.").as_dict())
+    changed = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.PROCESSING).update(
+        status=status,
+        errors=errors,
+        stats=stats,
+        class_names=stats.get("classes", []),
+        task=Dataset.Task.DETECT,
+    )
+    return str(status) if changed else None
+
+
+def _check(dataset: Dataset) -> tuple[dict[str, object], list[Problem]]:
+    with tempfile.TemporaryDirectory(prefix="hubsite-dataset-") as work:
+        archive = download_archive(dataset, Path(work) / "archive.zip")
+        content = Path(work) / "content"
+        content.mkdir()
+        extract_archive(archive, content)
+        archive.unlink()
+        result = validate_extracted(content)
+        stats = result.stats()
+        if result.ok:
+            samples = []
+            for index, (image, split, rows) in enumerate(result.samples):
+                key = storage_put(sample_key(dataset, index), render_sample(image, rows, result.spec.names))
+                samples.append({"index": index, "split": split, "name": image.name, "boxes": len(rows), "key": key})
+            stats["samples"] = samples
+        return stats, result.problems

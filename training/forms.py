@@ -1,0 +1,166 @@
+"""Forms for datasets and models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import HttpRequest
+
+from hubsite.models import User
+from training import catalogue
+from training.datasets import upload_too_large_message
+from training.models import Dataset
+
+NAME_HELP = "Up to 100 characters."
+
+
+class UploadLimitHandler(FileUploadHandler):
+    """Stops reading an upload as soon as it is known to exceed DATASET_MAX_UPLOAD_BYTES,
+    before it reaches the disk (installed by the upload view before the body is read)."""
+
+    def __init__(self, request: HttpRequest | None = None) -> None:
+        super().__init__(request)
+        self.limit: int = settings.DATASET_MAX_UPLOAD_BYTES
+        self.exceeded = False
+        self.received = 0
+
+    def new_file(self, *args: Any, **kwargs: Any) -> None:
+        super().new_file(*args, **kwargs)
+        self.received = 0
+        if self.content_length is not None and self.content_length > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=True)
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=True)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
+class DatasetUploadForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False, help_text="Defaults to the file name.")
+    file = forms.FileField(
+        label="Dataset zip",
+        help_text="Ultralytics HUB format: data.yaml, images/ and labels/ with train and val splits.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}),
+    )
+
+    def __init__(self, *args: Any, upload_exceeded: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.upload_exceeded = upload_exceeded
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        limit = settings.DATASET_MAX_UPLOAD_BYTES
+        upload = cleaned.get("file")
+        if self.upload_exceeded or (upload is not None and upload.size is not None and upload.size > limit):
+            self.errors.pop("file", None)
+            raise forms.ValidationError(upload_too_large_message(limit), code="too_large")
+        if upload is not None and not cleaned.get("name"):
+            cleaned["name"] = (Path(upload.name or "dataset").stem or "dataset")[:100]
+        return cleaned
+
+
+class RenameForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text=NAME_HELP)
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Enter a name.")
+        return name
+
+
+class ModelCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text=NAME_HELP)
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), help_text="Only ready datasets are listed.")
+    architecture = forms.ChoiceField(help_text="Parameters and GFLOPs as shipped by ultralytics (80 classes, 640 px).")
+    pretrained = forms.BooleanField(
+        required=False,
+        help_text="Start from local pretrained weights (offered only when the weights file is on this server).",
+    )
+    epochs = forms.IntegerField(initial=100, min_value=1, max_value=catalogue.MAX_EPOCHS)
+    imgsz = forms.IntegerField(label="Image size", initial=640, min_value=32, max_value=catalogue.MAX_IMGSZ)
+    batch = forms.IntegerField(
+        initial=-1, min_value=-1, max_value=1024, help_text="-1 picks the batch size automatically."
+    )
+    patience = forms.IntegerField(
+        initial=100, min_value=0, max_value=catalogue.MAX_EPOCHS, help_text="Stop after this many epochs with no gain."
+    )
+    cache = forms.ChoiceField(
+        choices=catalogue.CACHE_CHOICES, initial="none", help_text="Cache images in RAM or on disk."
+    )
+    custom_args = forms.CharField(
+        label="Custom arguments",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "lr0=0.01\ncos_lr=true\nmosaic=0.5"}),
+        help_text="Other ultralytics training arguments, one key=value per line.",
+    )
+
+    def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        dataset_field = self.fields["dataset"]
+        assert isinstance(dataset_field, forms.ModelChoiceField)
+        dataset_field.queryset = Dataset.objects.filter(owner=owner, status=Dataset.Status.READY)
+        self.architectures = catalogue.catalogue()
+        architecture_field = self.fields["architecture"]
+        assert isinstance(architecture_field, forms.ChoiceField)
+        architecture_field.choices = [(a.name, a.label) for a in self.architectures]
+        if "architecture" not in self.initial:
+            self.initial["architecture"] = "yolo11n"
+        self.weights_available = {a.name for a in self.architectures if catalogue.has_local_weights(a.name)}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        dataset: Dataset | None = cleaned.get("dataset")
+        architecture = next((a for a in self.architectures if a.name == cleaned.get("architecture")), None)
+        if dataset is not None and architecture is not None and architecture.task != dataset.task:
+            self.add_error("architecture", f"{architecture.name} does not do {dataset.get_task_display().lower()}.")
+        if cleaned.get("pretrained") and architecture is not None and architecture.name not in self.weights_available:
+            self.add_error(
+                "pretrained",
+                f"No pretrained weights for {architecture.name} on this server "
+                f"(expected {catalogue.weights_path(architecture.name).name} in the weights folder). "
+                "Untick it to train from scratch.",
+            )
+        base_fields = ("epochs", "imgsz", "batch", "patience", "cache")
+        if any(name not in cleaned for name in base_fields):
+            return cleaned
+        try:
+            custom = catalogue.parse_custom_args(cleaned.get("custom_args", ""))
+        except catalogue.TrainArgsError as error:
+            for key, message in error.errors.items():
+                self.add_error("custom_args", f"{key}: {message}")
+            return cleaned
+        clashing = [key for key in custom if key in base_fields]
+        for key in clashing:
+            self.add_error("custom_args", f"{key}: set it in its own field above.")
+        if clashing:
+            return cleaned
+        raw = {
+            "epochs": cleaned["epochs"],
+            "imgsz": cleaned["imgsz"],
+            "batch": cleaned["batch"],
+            "patience": cleaned["patience"],
+            "cache": False if cleaned["cache"] == "none" else cleaned["cache"],
+            **custom,
+        }
+        try:
+            cleaned["train_args"] = catalogue.validate_train_args(raw)
+        except catalogue.TrainArgsError as error:
+            for key, message in error.errors.items():
+                if key in base_fields:
+                    self.add_error(key, message)
+                else:
+                    self.add_error("custom_args", f"{key}: {message}")
+        return cleaned
