@@ -92,14 +92,14 @@ def start_timed_pay_now(user: User, model: YoloModel, request: StartRequest) -> 
     transaction credits the payment, debits the prepayment and queues the session
     (``_start_paid_session``). An abandoned Checkout leaves nothing behind."""
     from training.models import TrainingSession
-    from training.sessions import StartRefused, _check_startable
+    from training.sessions import StartRefused, check_startable
 
     if model.owner_id != user.pk:
         raise ValueError("the model belongs to another user")
     if request.mode != TrainingSession.Mode.TIMED or not request.time_budget_seconds:
         raise ValueError("Pay Now is for Timed sessions with a time budget")
     try:
-        _check_startable(model, request.instance_type)
+        check_startable(model, request.instance_type)
     except StartRefused as error:
         raise PayNowRefused(str(error)) from error
     cents = timed_price_cents(request.time_budget_seconds, request.instance_type.price_per_hour_micros)

@@ -68,7 +68,7 @@ def _create_session(
     user: User, model: YoloModel, request: StartRequest, *, resumed_from: TrainingSession | None
 ) -> TrainingSession:
     instance_type = request.instance_type
-    _check_startable(model, instance_type)
+    check_startable(model, instance_type)
     target = request.target_epochs or model.target_epochs
     if request.mode == TrainingSession.Mode.EPOCHS and target <= model.epochs_completed:
         raise StartRefused(
@@ -106,7 +106,7 @@ def _create_session(
     return session
 
 
-def _check_startable(model: YoloModel, instance_type: InstanceType) -> None:
+def check_startable(model: YoloModel, instance_type: InstanceType) -> None:
     if model.dataset.status != Dataset.Status.READY:
         raise StartRefused("The model's dataset is not ready: it must pass validation first.")
     if not instance_type.active:

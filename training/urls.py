@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from training import views
+from training.session_urls import urlpatterns as session_urlpatterns
 
 app_name = "training"
 
@@ -20,3 +21,5 @@ urlpatterns = [
     path("models/<uuid:uid>/rename/", views.model_rename, name="model_rename"),
     path("models/<uuid:uid>/weights/<str:kind>/", views.model_weights, name="model_weights"),
 ]
+
+urlpatterns += session_urlpatterns

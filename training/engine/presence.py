@@ -5,7 +5,8 @@ training queues it was told to consume (``--queues train.<slug>``), then a daemo
 thread refreshes one Redis key per queue with a short TTL. Start asks
 ``live_queues()`` so a type with no live worker is refused instead of waiting
 forever. The light worker's thread also runs the reaper, which requeues training
-sessions whose worker stopped sending heartbeats.
+sessions whose worker stopped sending heartbeats, and schedules the Stripe
+reconciliation.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class WorkerPresence(Middleware):
             logger.warning("could not withdraw worker presence", exc_info=True)
 
     def _run(self) -> None:
+        from billing.stripe_services import maybe_schedule_reconcile
         from training.sessions import reap_stale_sessions
 
         runs_reaper = "default" in self.queues
@@ -97,6 +99,7 @@ class WorkerPresence(Middleware):
                 announce(self.queues, self.worker_id)
                 if runs_reaper:
                     reap_stale_sessions()
+                    maybe_schedule_reconcile()
             except Exception:
                 logger.exception("worker presence loop failed; retrying")
             finally:

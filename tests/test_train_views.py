@@ -1,0 +1,192 @@
+"""The Train tab, step 3, Stop and the live panel, through the real views."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from hubsite.models import User
+from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
+from training.engine.presence import announce
+from training.models import EpochRecord, TrainingSession, YoloModel
+
+Status = TrainingSession.Status
+
+
+@pytest.fixture
+def model(user: User, tmp_path: Path) -> YoloModel:
+    return make_model(user, make_ready_dataset(user, tmp_path), epochs=3)
+
+
+@pytest.fixture
+def cpu_online(redis_client: redis.Redis) -> None:
+    announce({"train.cpu"}, "test-worker")
+
+
+def url(name: str, model: YoloModel, **kwargs: Any) -> str:
+    return reverse(f"training:{name}", kwargs={"uid": model.uid, **kwargs})
+
+
+def start_data(**overrides: Any) -> dict[str, Any]:
+    return {"mode": "epochs", "epochs": 3, "instance_type": cpu_instance().pk, "payment": "balance", **overrides}
+
+
+def with_epochs(model: YoloModel, count: int, status: str = Status.TRAINING, target: int = 0) -> TrainingSession:
+    session = TrainingSession.objects.create(
+        model=model, owner=model.owner, instance_type=cpu_instance(), target_epochs=target or count + 10, status=status,
+        training_started_at=timezone.now() - timedelta(minutes=5), heartbeat_at=timezone.now(),
+    )  # fmt: skip
+    now = timezone.now()
+    EpochRecord.objects.bulk_create(
+        EpochRecord(
+            session=session, model=model, epoch=epoch, started_at=now, finished_at=now, duration_ms=1500,
+            metrics={"precision": 0.5, "recall": 0.4, "map50": 0.3, "map50_95": 0.2, "train_box_loss": 1.2},
+        )
+        for epoch in range(1, count + 1)
+    )  # fmt: skip
+    YoloModel.objects.filter(pk=model.pk).update(epochs_completed=count)
+    model.refresh_from_db()
+    return session
+
+
+def test_the_train_tab_offers_step_3_with_prices_and_availability(
+    owner_client: Client, user: User, model: YoloModel, cpu_online: None
+) -> None:
+    fund(user)
+    page = owner_client.get(reverse("training:model_detail", args=[model.uid]) + "?tab=train").content.decode()
+    assert "Start Training" in page
+    for text in ("CPU (demo)", "US$0.20/h", "worker available", "no worker online"):
+        assert text in page
+    assert "Estimated cost" in page
+    assert "disabled" not in page.split("Start Training</button>")[0].rsplit("<button", 1)[1]
+
+
+def test_start_is_disabled_with_the_reason_under_the_minimum_balance(
+    owner_client: Client, model: YoloModel, cpu_online: None
+) -> None:
+    page = owner_client.get(url("train_page", model)).content.decode()
+    assert "Epochs mode needs at least US$5.00 available; top up US$5.00 or more." in page
+    assert 'disabled aria-disabled="true"' in page
+
+
+def test_start_queues_a_session_and_shows_it_live(
+    owner_client: Client, user: User, model: YoloModel, cpu_online: None
+) -> None:
+    fund(user)
+    response = owner_client.post(url("train_start", model), start_data(), headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    session = TrainingSession.objects.get()
+    assert (session.status, session.target_epochs) == (Status.QUEUED, 3)
+    body = response.content.decode()
+    assert "Queued for CPU (demo): position 1" in body
+    assert 'hx-trigger="every 2s"' in body
+
+
+def test_a_refused_start_shows_why_and_creates_nothing(owner_client: Client, model: YoloModel) -> None:
+    response = owner_client.post(url("train_start", model), start_data())  # no worker online, no balance
+    assert response.status_code == 400
+    assert "No CPU (demo) worker is online" in response.content.decode()
+    assert not TrainingSession.objects.exists()
+
+
+def test_a_target_below_the_completed_epochs_is_rejected(
+    owner_client: Client, user: User, model: YoloModel, cpu_online: None
+) -> None:
+    fund(user)
+    with_epochs(model, 5, status=Status.STOPPED)
+    response = owner_client.post(url("train_start", model), start_data(epochs=4))
+    assert response.status_code == 400
+    assert "the target must be at least 6" in response.content.decode()
+
+
+def test_stop_asks_a_running_session_to_stop(owner_client: Client, model: YoloModel) -> None:
+    session = with_epochs(model, 2)
+    TrainingSession.objects.filter(pk=session.pk).update(worker_id="w", claimed_at=timezone.now())
+    response = owner_client.post(url("train_stop", model), headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert TrainingSession.objects.get().status == Status.STOPPING
+    assert "Stopping after the current batch" in response.content.decode()
+
+
+def test_mutations_reject_get(owner_client: Client, model: YoloModel) -> None:
+    assert owner_client.get(url("train_start", model)).status_code == 405
+    assert owner_client.get(url("train_stop", model)).status_code == 405
+    assert owner_client.get(url("export", model, export_format="onnx")).status_code == 405
+
+
+def test_every_training_url_is_404_for_another_user(outsider_client: Client, model: YoloModel) -> None:
+    with_epochs(model, 1)
+    for name in ("train_page", "train_panel", "train_charts"):
+        assert outsider_client.get(url(name, model)).status_code == 404, name
+    assert outsider_client.post(url("train_start", model), start_data()).status_code == 404
+    assert outsider_client.post(url("train_stop", model)).status_code == 404
+    assert outsider_client.post(url("export", model, export_format="onnx")).status_code == 404
+    assert outsider_client.get(url("export_download", model, export_format="onnx")).status_code == 404
+    assert TrainingSession.objects.get().status == Status.TRAINING
+
+
+def test_the_poll_stops_when_the_session_is_final(owner_client: Client, model: YoloModel) -> None:
+    with_epochs(model, 3, status=Status.COMPLETED)
+    response = owner_client.get(url("train_panel", model) + "?seen=3", headers={"HX-Request": "true"})
+    assert response.status_code == 286
+    assert "Completed: 3 epochs" in response.content.decode()
+
+
+def test_the_poll_announces_a_new_epoch_so_charts_refresh_only_then(owner_client: Client, model: YoloModel) -> None:
+    with_epochs(model, 4, target=10)
+    fresh = owner_client.get(url("train_panel", model) + "?seen=3", headers={"HX-Request": "true"})
+    same = owner_client.get(url("train_panel", model) + "?seen=4", headers={"HX-Request": "true"})
+    assert json.loads(fresh["HX-Trigger"]) == {"epoch-landed": {}}
+    assert "HX-Trigger" not in same
+    assert "40% Training in progress. Checkpoint saved for epoch 4." in same.content.decode()
+
+
+def test_the_poll_costs_the_same_queries_for_3_or_300_epochs(owner_client: Client, user: User, tmp_path: Path) -> None:
+    small = make_model(user, make_ready_dataset(user, tmp_path / "s"), epochs=3)
+    large = make_model(user, make_ready_dataset(user, tmp_path / "l"), epochs=300)
+    with_epochs(small, 3)
+    TrainingSession.objects.update(status=Status.COMPLETED)
+    with_epochs(large, 300)
+    counts = []
+    for model in (small, large):
+        with CaptureQueriesContext(connection) as queries:
+            assert owner_client.get(url("train_panel", model), headers={"HX-Request": "true"}).status_code in (200, 286)
+        counts.append(len(queries))
+    assert counts[1] <= 12
+    assert counts[1] <= counts[0] + 1  # the active one adds its progress, never per-epoch work
+
+
+def test_charts_draw_every_epoch_as_svg_with_hover_titles(owner_client: Client, model: YoloModel) -> None:
+    with_epochs(model, 5)
+    body = owner_client.get(url("train_charts", model)).content.decode()
+    assert body.count("<svg") == 2
+    assert "<title>mAP50, epoch 5: 0.3000</title>" in body
+    assert "Precision" in body
+    assert "Box loss (train)" in body
+
+
+def test_pay_now_sends_the_browser_to_stripe_checkout(owner_client: Client, model: YoloModel, cpu_online: None) -> None:
+    data = start_data(mode="timed", hours=3, minutes=0, days=0, payment="pay_now")  # US$0.60: above Stripe minimum
+    response = owner_client.post(url("train_start", model), data, headers={"HX-Request": "true"})
+    assert response.status_code == 200, response.content.decode()
+    assert "/_config/checkout/pay/" in response["HX-Redirect"]
+    assert not TrainingSession.objects.exists()  # no session until Stripe confirms the payment
+
+
+def test_pay_now_is_refused_in_epochs_mode(
+    owner_client: Client, user: User, model: YoloModel, cpu_online: None
+) -> None:
+    fund(user)
+    response = owner_client.post(url("train_start", model), start_data(payment="pay_now"))
+    assert response.status_code == 400
+    assert "Pay now is for Timed training" in response.content.decode()

@@ -1,0 +1,106 @@
+"""What the model page's Train tab shows about a session, computed in a fixed,
+small number of queries however many epochs the model has."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Avg, Count, Max, Sum
+from django.utils import timezone
+
+from billing.models import LedgerLine
+from billing.services import epoch_cost_micros, expected_epoch_cost
+from training.models import EpochRecord, InstanceType, TrainingSession, YoloModel
+
+Status = TrainingSession.Status
+
+
+@dataclass(frozen=True)
+class Progress:
+    session: TrainingSession
+    epochs_completed: int  # by the model, across sessions
+    target_epochs: int
+    session_epochs: int  # completed in this session
+    percent: int
+    elapsed_seconds: int | None
+    eta_seconds: int | None
+    cost_so_far_micros: int  # this session's charges (Epochs) or its prepayment less refund (Timed)
+    estimated_to_finish_micros: int | None
+    queue_position: int | None
+    last_epoch_at: datetime | None
+
+    @property
+    def epochs_remaining(self) -> int:
+        return max(0, self.target_epochs - self.epochs_completed)
+
+    @property
+    def is_final(self) -> bool:
+        return self.session.status in TrainingSession.FINAL_STATUSES
+
+
+def session_progress(session: TrainingSession) -> Progress:
+    model: YoloModel = session.model
+    epochs = EpochRecord.objects.filter(session=session).aggregate(
+        count=Count("pk"), total_ms=Sum("duration_ms"), mean_ms=Avg("duration_ms"), last=Max("finished_at")
+    )
+    session_epochs: int = epochs["count"]
+    target = session.target_epochs
+    completed = model.epochs_completed
+    percent = min(100, round(100 * completed / target)) if target else 0
+    remaining = max(0, target - completed)
+    elapsed = None
+    if session.training_started_at:
+        end = session.finished_at or timezone.now()
+        elapsed = int((end - session.training_started_at).total_seconds())
+    eta = None
+    estimate = None
+    if session.status in (Status.TRAINING, Status.INITIALIZING, Status.QUEUED) and remaining:
+        mean_ms = epochs["mean_ms"]
+        if mean_ms:
+            eta = int(mean_ms * remaining / 1000)
+        if session.mode == TrainingSession.Mode.EPOCHS:
+            per_epoch = (
+                epoch_cost_micros(int(mean_ms), session.instance_type.price_per_hour_micros)
+                if mean_ms
+                else expected_epoch_cost(session)
+            )
+            estimate = per_epoch * remaining
+    return Progress(
+        session=session,
+        epochs_completed=completed,
+        target_epochs=target,
+        session_epochs=session_epochs,
+        percent=percent,
+        elapsed_seconds=elapsed,
+        eta_seconds=eta,
+        cost_so_far_micros=session_cost_micros(session),
+        estimated_to_finish_micros=estimate,
+        queue_position=queue_position(session) if session.status == Status.QUEUED else None,
+        last_epoch_at=epochs["last"],
+    )
+
+
+def session_cost_micros(session: TrainingSession) -> int:
+    """What the session has cost the user so far: its charges net of refunds."""
+    kinds = (
+        LedgerLine.Kind.EPOCH_CHARGE,
+        LedgerLine.Kind.TIMED_PREPAYMENT,
+        LedgerLine.Kind.TIMED_REFUND,
+    )
+    total = LedgerLine.objects.filter(session=session, kind__in=kinds).aggregate(total=Sum("amount_micros"))["total"]
+    return -int(total or 0)
+
+
+def queue_position(session: TrainingSession) -> int:
+    """1 when this session is next for its instance type's workers."""
+    ahead = TrainingSession.objects.filter(
+        instance_type_id=session.instance_type_id, status=Status.QUEUED, created_at__lt=session.created_at
+    ).count()
+    return ahead + 1
+
+
+def busy_workers_ahead(instance_type: InstanceType) -> int:
+    return TrainingSession.objects.filter(
+        instance_type=instance_type, status__in=(Status.INITIALIZING, Status.TRAINING, Status.STOPPING)
+    ).count()

@@ -1,0 +1,165 @@
+"""Train, stop, resume and watch a model: the Train tab, step 3 of the wizard,
+and the model's exports."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
+from django_htmx.middleware import HtmxDetails
+
+from billing import stripe_services
+from hubsite.models import User
+from training import sessions
+from training.charts import model_charts
+from training.engine.exports import ExportRefused, request_export
+from training.models import Dataset, Export, TrainingSession, YoloModel
+from training.session_forms import StartForm
+from training.train_panel import latest_session, panel_context
+
+PANEL = "training/session_panel.html"
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _owner(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _model_for(request: HttpRequest, uid: uuid.UUID) -> YoloModel:
+    return get_object_or_404(YoloModel.objects.select_related("dataset"), uid=uid, owner=_owner(request))
+
+
+def _model_page(model: YoloModel) -> str:
+    return reverse("training:model_detail", args=[model.uid]) + "?tab=train"
+
+
+@require_GET
+def train_wizard(request: HttpRequest) -> HttpResponse:
+    """Step 1: pick a ready dataset."""
+    datasets = Dataset.objects.filter(owner=_owner(request), status=Dataset.Status.READY)
+    return render(request, "training/session_wizard_dataset.html", {"datasets": datasets, "step": 1})
+
+
+@require_GET
+def train_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+    """Step 3 of the wizard as a page of its own (the model page's Train tab shows the same panel)."""
+    model = _model_for(request, uid)
+    context = {**panel_context(_owner(request), model), "step": 3}
+    return render(request, "training/session_train_page.html", context)
+
+
+@require_GET
+def panel(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
+    """The Train panel; polled every few seconds while a session is active."""
+    model = _model_for(request, uid)
+    form = None
+    if "mode" in request.GET:  # the start form asks for a fresh estimate as the user changes it
+        form = StartForm(request.GET, model=model)
+    context = panel_context(_owner(request), model, form)
+    response = render(request, f"{PANEL}#panel", context)
+    progress = context.get("progress")
+    seen = request.GET.get("seen", "")
+    if progress is not None and seen.isdigit() and int(seen) != progress.epochs_completed:
+        trigger_client_event(response, "epoch-landed")
+    if request.htmx and "mode" not in request.GET and _is_final(context.get("session")):
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+def _is_final(session: TrainingSession | None) -> bool:
+    return session is None or session.status in TrainingSession.FINAL_STATUSES
+
+
+@require_POST
+def start(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
+    model = _model_for(request, uid)
+    user = _owner(request)
+    previous = latest_session(model)
+    resuming = bool(previous and previous.status in sessions.RESUMABLE and model.last_checkpoint)
+    form = StartForm(request.POST, model=model, resuming=resuming)
+    if not form.is_valid():
+        return _panel_with_error(request, user, model, form)
+    start_request = form.start_request()
+    if form.pays_now:
+        try:
+            checkout = stripe_services.start_timed_pay_now(user, model, start_request)
+        except (stripe_services.PayNowRefused, stripe_services.CheckoutUnavailable) as error:
+            form.add_error(None, str(error))
+            return _panel_with_error(request, user, model, form)
+        return _redirect(request, checkout.url)
+    try:
+        if resuming and previous is not None:
+            sessions.resume_session(user, previous, start_request)
+        else:
+            sessions.start_session(user, model, start_request)
+    except sessions.StartRefused as refusal:
+        form.add_error(None, str(refusal))
+        return _panel_with_error(request, user, model, form)
+    if request.htmx:
+        return render(request, f"{PANEL}#panel", panel_context(user, model))
+    messages.success(request, "Training queued.")
+    return redirect(_model_page(model))
+
+
+def _panel_with_error(request: HtmxHttpRequest, user: User, model: YoloModel, form: StartForm) -> HttpResponse:
+    template = f"{PANEL}#panel" if request.htmx else "training/session_train_page.html"
+    return render(request, template, {**panel_context(user, model, form), "step": 3}, status=400)
+
+
+def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+@require_POST
+def stop(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
+    model = _model_for(request, uid)
+    session = model.sessions.filter(status__in=TrainingSession.ACTIVE_STATUSES).first()
+    if session is None:
+        messages.info(request, "Nothing is training: there is nothing to stop.")
+    else:
+        sessions.request_stop(session)
+    if request.htmx:
+        return render(request, f"{PANEL}#panel", panel_context(_owner(request), model))
+    return redirect(_model_page(model))
+
+
+@require_GET
+def charts(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+    model = _model_for(request, uid)
+    return render(request, f"{PANEL}#charts", {"model": model, "charts": model_charts(model)})
+
+
+@require_POST
+def export(request: HttpRequest, uid: uuid.UUID, export_format: str) -> HttpResponse:
+    model = _model_for(request, uid)
+    try:
+        request_export(model, export_format)
+        messages.success(request, "Export queued: it appears below when it is ready.")
+    except ExportRefused as refusal:
+        messages.error(request, str(refusal))
+    return redirect(reverse("training:model_detail", args=[model.uid]) + "?tab=artifacts")
+
+
+@require_GET
+def export_download(request: HttpRequest, uid: uuid.UUID, export_format: str) -> FileResponse:
+    model = _model_for(request, uid)
+    done = get_object_or_404(Export, model=model, format=export_format, status=Export.Status.DONE)
+    name = done.file.name or ""
+    if not name or not default_storage.exists(name):
+        raise Http404("This export is not available.")
+    suffix = name.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+    filename = f"{slugify(model.name) or 'model'}-best.{suffix}"
+    return FileResponse(default_storage.open(name, "rb"), as_attachment=True, filename=filename)

@@ -1,0 +1,170 @@
+"""The context of the model page's Train tab: the live session panel, or step 3
+(Start / Resume) with what would block it."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from billing import services as billing
+from billing.services import epoch_cost_micros, timed_price_micros
+from hubsite.models import User
+from training.engine.presence import live_queues
+from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
+from training.progress import session_progress
+from training.session_forms import StartForm
+from training.sessions import RESUMABLE
+
+ESTIMATE_SAMPLE = 200
+
+
+@dataclass(frozen=True)
+class InstanceOption:
+    instance_type: InstanceType
+    online: bool
+    epoch_seconds_low: int
+    epoch_seconds_high: int
+    measured: bool  # from real epochs of similar models, or the type's reference figure
+
+
+@dataclass(frozen=True)
+class Estimate:
+    low_micros: int
+    high_micros: int
+    exact: bool
+
+
+def latest_session(model: YoloModel) -> TrainingSession | None:
+    return model.sessions.select_related("instance_type", "model").first()
+
+
+def panel_context(user: User, model: YoloModel, form: StartForm | None = None) -> dict[str, Any]:
+    session = latest_session(model)
+    context: dict[str, Any] = {"model": model, "session": session}
+    if session is not None:
+        context["progress"] = session_progress(session)
+    if session is None or session.status in TrainingSession.FINAL_STATUSES:
+        context.update(start_context(user, model, session, form))
+    return context
+
+
+def start_context(
+    user: User, model: YoloModel, session: TrainingSession | None, form: StartForm | None
+) -> dict[str, Any]:
+    resuming = bool(session and session.status in RESUMABLE and model.last_checkpoint and model.epochs_completed)
+    form = form or StartForm(model=model, resuming=resuming)
+    account = billing.account_for(user)
+    available = account.balance_micros - account.held_micros
+    options = instance_options(model)
+    chosen = _chosen(form, options)
+    mode = _value(form, "mode") or TrainingSession.Mode.EPOCHS
+    blockers = start_blockers(user, model, chosen, mode, available)
+    return {
+        "form": form,
+        "resuming": resuming,
+        "resume_from_epoch": model.epochs_completed + 1,
+        "options": options,
+        "chosen": chosen,
+        "mode": mode,
+        "available_micros": available,
+        "minimum_micros": settings.BILLING_MIN_START_BALANCE_MICROS,
+        "estimate": estimate(form, model, chosen, mode),
+        "blockers": blockers,
+    }
+
+
+def instance_options(model: YoloModel) -> list[InstanceOption]:
+    online = live_queues()
+    durations: dict[int, list[int]] = {}
+    similar = (
+        EpochRecord.objects.filter(
+            session__instance_type__active=True,
+            model__architecture=model.architecture,
+            model__train_args__imgsz=model.train_args.get("imgsz"),
+        )
+        .order_by("-finished_at")
+        .values_list("session__instance_type_id", "duration_ms")[:ESTIMATE_SAMPLE]
+    )
+    for instance_type_id, duration_ms in similar:
+        durations.setdefault(instance_type_id, []).append(duration_ms)
+    options = []
+    for instance_type in InstanceType.objects.filter(active=True):
+        measured = durations.get(instance_type.pk, [])
+        if len(measured) >= 2:
+            quartiles = statistics.quantiles(measured, n=4)
+            low, high = round(quartiles[0] / 1000), round(quartiles[2] / 1000)
+        elif measured:
+            low = high = round(measured[0] / 1000)
+        else:
+            reference = instance_type.reference_epoch_seconds
+            low, high = max(1, reference // 2), reference * 3 // 2
+        options.append(
+            InstanceOption(instance_type, instance_type.queue_name in online, max(1, low), max(1, high), bool(measured))
+        )
+    return options
+
+
+def _value(form: StartForm, name: str) -> Any:
+    if form.is_bound:
+        return form.data.get(name)
+    return form.initial.get(name, form.fields[name].initial)
+
+
+def _chosen(form: StartForm, options: list[InstanceOption]) -> InstanceOption | None:
+    wanted = _value(form, "instance_type")
+    wanted_pk = getattr(wanted, "pk", wanted)
+    for option in options:
+        if str(option.instance_type.pk) == str(wanted_pk):
+            return option
+    return next((option for option in options if option.online), options[0] if options else None)
+
+
+def estimate(form: StartForm, model: YoloModel, chosen: InstanceOption | None, mode: str) -> Estimate | None:
+    if chosen is None:
+        return None
+    price = chosen.instance_type.price_per_hour_micros
+    if mode == TrainingSession.Mode.TIMED:
+        cleaned = {name: _int(_value(form, name)) for name in ("days", "hours", "minutes")}
+        seconds = StartForm.time_budget_seconds(cleaned)
+        exact = timed_price_micros(seconds, price)
+        return Estimate(exact, exact, exact=True)
+    target = _int(_value(form, "epochs")) or model.target_epochs
+    epochs = max(0, target - model.epochs_completed)
+    return Estimate(
+        epochs * epoch_cost_micros(chosen.epoch_seconds_low * 1000, price),
+        epochs * epoch_cost_micros(chosen.epoch_seconds_high * 1000, price),
+        exact=False,
+    )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def start_blockers(
+    user: User, model: YoloModel, chosen: InstanceOption | None, mode: str, available_micros: int
+) -> list[str]:
+    """Why Start Training is disabled right now, in the user's words (empty: it is enabled)."""
+    blockers = []
+    if model.dataset.status != Dataset.Status.READY:
+        blockers.append("The dataset is not ready.")
+    if TrainingSession.objects.filter(owner=user, status__in=TrainingSession.ACTIVE_STATUSES).exists():
+        blockers.append("Another training session is active on your account.")
+    if chosen is None or not chosen.online:
+        name = chosen.instance_type.name if chosen else "this instance type"
+        blockers.append(f"No {name} worker is online right now.")
+    minimum: int = settings.BILLING_MIN_START_BALANCE_MICROS
+    if mode == TrainingSession.Mode.EPOCHS and available_micros < minimum:
+        from billing.money import format_usd
+
+        blockers.append(
+            f"Epochs mode needs at least {format_usd(minimum)} available; "
+            f"top up {format_usd(minimum - available_micros)} or more."
+        )
+    return blockers
