@@ -139,3 +139,29 @@ def test_no_mail_when_the_user_pressed_stop(model: YoloModel) -> None:
     stopped = queued(model, status=Status.STOPPED, stop_requested_at=timezone.now())
     notify_session_ended(stopped.pk)
     assert mail.outbox == []
+
+
+def test_a_paused_session_that_asked_for_it_resumes_after_a_top_up(
+    user: User, model: YoloModel, cpu_online: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    from billing import services as billing
+
+    model.last_checkpoint.name = f"{model.storage_prefix}/checkpoints/last-e0001.pt"
+    model.epochs_completed = 1
+    model.save()
+    paused = queued(model, status=Status.PAUSED, resume_after_top_up=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        billing.adjust(billing.account_for(user).pk, 10_000_000, staff_user=None, reason="top-up stand-in")
+    resumed = TrainingSession.objects.exclude(pk=paused.pk).get()
+    assert (resumed.status, resumed.resumed_from_id, resumed.start_epoch) == (Status.QUEUED, paused.pk, 1)
+
+
+def test_a_paused_session_without_the_option_waits_for_the_user(
+    user: User, model: YoloModel, cpu_online: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    from billing import services as billing
+
+    queued(model, status=Status.PAUSED)
+    with django_capture_on_commit_callbacks(execute=True):
+        billing.adjust(billing.account_for(user).pk, 10_000_000, staff_user=None, reason="top-up stand-in")
+    assert TrainingSession.objects.count() == 1

@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class TrainingConfig(AppConfig):
     name = "training"
+
+    def ready(self) -> None:
+        from billing.signals import balance_credited
+        from training.sessions import resume_paused_after_top_up
+
+        balance_credited.connect(resume_paused_after_top_up, dispatch_uid="training-resume-after-top-up")

@@ -277,3 +277,25 @@ def reap_stale_sessions() -> int:
                 enqueue_training(session_id, f"train.{queue_slug}")
                 reaped += 1
     return reaped
+
+
+def resume_paused_after_top_up(user_id: int, **signal_kwargs: object) -> TrainingSession | None:
+    """After a credit: resume the owner's newest paused session that asked for it.
+
+    Connected to ``billing.signals.balance_credited``; does nothing when the balance
+    still falls short or Start is refused for another reason (the page says why)."""
+    paused = (
+        TrainingSession.objects.filter(owner_id=user_id, status=Status.PAUSED, resume_after_top_up=True)
+        .select_related("model__dataset", "instance_type", "owner")
+        .first()
+    )
+    if paused is None or paused.model.sessions.exclude(pk=paused.pk).filter(created_at__gt=paused.created_at).exists():
+        return None
+    request = StartRequest(
+        instance_type=paused.instance_type, target_epochs=paused.target_epochs, resume_after_top_up=True
+    )
+    try:
+        return resume_session(paused.owner, paused, request)
+    except StartRefused as refusal:
+        logger.info("paused session %s not resumed after a top-up: %s", paused.pk, refusal)
+        return None
