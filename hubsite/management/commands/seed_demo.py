@@ -33,7 +33,9 @@ class Command(BaseCommand):
 
     def _demo_dataset(self, user: User) -> None:
         """A ready synthetic shapes dataset (training/synthetic.py), made and validated once."""
+        from training.catalogue import catalogue
         from training.datasets import create_demo_dataset
 
         dataset = create_demo_dataset(user)
         self.stdout.write(f"Demo dataset: {dataset.name} ({dataset.status})")
+        catalogue()  # measure the architectures now (cached), not on the first "New model" page
