@@ -58,7 +58,8 @@ class LedgerLine(models.Model):
         ADJUSTMENT = "adjustment", "Adjustment"
         WRITE_OFF = "write_off", "Write-off"
 
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_lines")
+    # No index of its own: the (account, created_at, id) index below serves it.
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_lines", db_index=False)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     amount_micros = models.BigIntegerField()
     balance_after_micros = models.BigIntegerField()
@@ -77,7 +78,7 @@ class LedgerLine(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering: ClassVar = ["created_at", "id"]
@@ -133,10 +134,14 @@ class Hold(models.Model):
         RELEASED = "released", "Released"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
-    session = models.ForeignKey("training.TrainingSession", on_delete=models.CASCADE, related_name="holds")
+    # No index of its own: the unique (session, epoch) index serves it.
+    session = models.ForeignKey(
+        "training.TrainingSession", on_delete=models.CASCADE, related_name="holds", db_index=False
+    )
     epoch = models.PositiveIntegerField()
     amount_micros = models.BigIntegerField()
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
+    # Not indexed, so capturing or releasing a hold is a cheap in-place (HOT) update.
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
 

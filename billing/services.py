@@ -21,17 +21,17 @@ The rules (docs/billing.md has the long form):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import Account, Hold, LedgerLine
 from billing.money import MICROS_PER_CENT, format_usd
 from billing.signals import balance_credited
-from training.models import EpochRecord, TrainingSession
+from training.models import EpochRecord, InstanceType, TrainingSession
 
 if TYPE_CHECKING:
     from hubsite.models import User
@@ -77,20 +77,34 @@ def expected_epoch_cost(session: TrainingSession) -> int:
     The longest of the session's last three epochs; for a session that has none yet,
     the longest of the model's last three epochs on the same instance type (a resume);
     else the instance type's ``reference_epoch_seconds``."""
-    durations = list(
-        EpochRecord.objects.filter(session_id=session.pk)
-        .order_by("-epoch")
-        .values_list("duration_ms", flat=True)[:RECENT_EPOCHS_FOR_ESTIMATE]
-    )
-    if not durations:
-        durations = list(
-            EpochRecord.objects.filter(model_id=session.model_id, session__instance_type_id=session.instance_type_id)
-            .order_by("-epoch")
-            .values_list("duration_ms", flat=True)[:RECENT_EPOCHS_FOR_ESTIMATE]
-        )
     instance_type = session.instance_type
-    duration_ms = max(durations) if durations else instance_type.reference_epoch_seconds * 1000
-    return epoch_cost_micros(duration_ms, instance_type.price_per_hour_micros)
+    return _expected_cost(
+        session.pk,
+        session.model_id,
+        session.instance_type_id,
+        instance_type.reference_epoch_seconds,
+        instance_type.price_per_hour_micros,
+    )
+
+
+def _expected_cost(
+    session_id: int, model_id: int, instance_type_id: int, reference_epoch_seconds: int, price_per_hour_micros: int
+) -> int:
+    table = EpochRecord._meta.db_table
+    longest = _scalar(
+        f"SELECT MAX(d) FROM (SELECT duration_ms AS d FROM {table} "  # noqa: S608 - table names from the models
+        "WHERE session_id = %s ORDER BY epoch DESC LIMIT %s) recent",
+        [session_id, RECENT_EPOCHS_FOR_ESTIMATE],
+    )
+    if longest is None:
+        longest = _scalar(
+            f"SELECT MAX(d) FROM (SELECT e.duration_ms AS d FROM {table} e "  # noqa: S608
+            f"JOIN {TrainingSession._meta.db_table} s ON s.id = e.session_id "
+            "WHERE e.model_id = %s AND s.instance_type_id = %s ORDER BY e.epoch DESC LIMIT %s) recent",
+            [model_id, instance_type_id, RECENT_EPOCHS_FOR_ESTIMATE],
+        )
+    duration_ms = int(longest) if longest is not None else reference_epoch_seconds * 1000
+    return epoch_cost_micros(duration_ms, price_per_hour_micros)
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -131,16 +145,59 @@ def open_holds_total(account: Account) -> int:
 
 
 @dataclass(frozen=True)
-class _SessionBilling:
-    session_id: int
-    owner_id: int
+class _Locked:
+    """A session's owner's account, row-locked, and what billing needs of the session."""
+
+    account: Account
     mode: str
     price_per_hour_micros: int
+    model_id: int
+    instance_type_id: int
+    reference_epoch_seconds: int
 
 
-def _session_billing(session_id: int) -> _SessionBilling:
-    row = TrainingSession.objects.values("owner_id", "mode", "instance_type__price_per_hour_micros").get(pk=session_id)
-    return _SessionBilling(session_id, row["owner_id"], row["mode"], row["instance_type__price_per_hour_micros"])
+_ACCOUNT_COLUMNS = [field.column for field in Account._meta.concrete_fields]
+
+
+def _lock_for_session(session_id: int) -> _Locked:
+    """Lock the account of the session's owner and read the session's billing facts.
+
+    One plain SQL statement: this runs twice per epoch for every training session,
+    and the ORM's query building cost more than the database work (see
+    docs/benchmarks.md). SQLite (the demo) has no FOR UPDATE; its IMMEDIATE
+    transactions take the write lock at BEGIN instead."""
+    columns = ", ".join(f"a.{column}" for column in _ACCOUNT_COLUMNS)
+    sql = (
+        f"SELECT {columns}, s.mode, t.price_per_hour_micros, s.model_id, s.instance_type_id, "  # noqa: S608
+        f"t.reference_epoch_seconds FROM {Account._meta.db_table} a "
+        f"JOIN {TrainingSession._meta.db_table} s ON s.owner_id = a.user_id "
+        f"JOIN {InstanceType._meta.db_table} t ON t.id = s.instance_type_id WHERE s.id = %s"
+    )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE OF a"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [session_id])
+        row = cursor.fetchone()
+    if row is None:  # no account yet (a user from before billing), or no such session (.get raises)
+        _lock_user_account(TrainingSession.objects.values_list("owner_id", flat=True).get(pk=session_id))
+        return _lock_for_session(session_id)
+    width = len(_ACCOUNT_COLUMNS)
+    account = Account.from_db(connection.alias, [f.attname for f in Account._meta.concrete_fields], row[:width])
+    mode, price, model_id, instance_type_id, reference_seconds = row[width:]
+    return _Locked(account, mode, price, model_id, instance_type_id, reference_seconds)
+
+
+def _epoch_state(session_id: int, epoch: int) -> tuple[int | None, str | None, bool]:
+    """(hold id, hold status, already charged) for one epoch; read after the lock."""
+    sql = (
+        f"SELECT (SELECT id FROM {Hold._meta.db_table} WHERE session_id = %s AND epoch = %s), "  # noqa: S608
+        f"(SELECT status FROM {Hold._meta.db_table} WHERE session_id = %s AND epoch = %s), "
+        f"EXISTS (SELECT 1 FROM {LedgerLine._meta.db_table} WHERE kind = %s AND session_id = %s AND epoch = %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [session_id, epoch, session_id, epoch, Kind.EPOCH_CHARGE, session_id, epoch])
+        hold_id, status, charged = cursor.fetchone()
+    return hold_id, status, bool(charged)
 
 
 def hold_epoch(session_id: int, epoch: int) -> bool:
@@ -150,23 +207,26 @@ def hold_epoch(session_id: int, epoch: int) -> bool:
     epoch was already charged, or the session is Timed (prepaid). False, and no hold,
     when the available balance cannot cover the expected cost: the engine pauses."""
     with transaction.atomic():
-        info = _session_billing(session_id)
-        if info.mode == TrainingSession.Mode.TIMED:
+        locked = _lock_for_session(session_id)
+        if locked.mode == TrainingSession.Mode.TIMED:
             return True
-        account = _lock_user_account(info.owner_id)
-        if LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE, session_id=session_id, epoch=epoch).exists():
-            return True
-        hold = Hold.objects.filter(session_id=session_id, epoch=epoch).first()
-        if hold is not None and hold.status != Hold.Status.RELEASED:
-            return True
-        session = TrainingSession.objects.select_related("instance_type").get(pk=session_id)
-        cost = expected_epoch_cost(session)
+        account = locked.account
+        hold_id, hold_status, charged = _epoch_state(session_id, epoch)
+        if charged or hold_status in (Hold.Status.OPEN, Hold.Status.CAPTURED):
+            return True  # a repeated call, or already charged: nothing more to reserve
+        cost = _expected_cost(
+            session_id,
+            locked.model_id,
+            locked.instance_type_id,
+            locked.reference_epoch_seconds,
+            locked.price_per_hour_micros,
+        )
         if account.balance_micros - account.held_micros < cost:
             return False
-        if hold is None:
+        if hold_id is None:
             Hold.objects.create(account=account, session_id=session_id, epoch=epoch, amount_micros=cost)
         else:  # released earlier (a crash before the epoch completed), needed again on redelivery
-            Hold.objects.filter(pk=hold.pk).update(status=Hold.Status.OPEN, amount_micros=cost, closed_at=None)
+            Hold.objects.filter(pk=hold_id).update(status=Hold.Status.OPEN, amount_micros=cost, closed_at=None)
         _save_account(account, held_micros=account.held_micros + cost)
         return True
 
@@ -178,19 +238,22 @@ def capture_epoch(session_id: int, epoch: int, duration_ms: int) -> LedgerLine |
     A cost above the balance writes off the shortfall first (its own line). Timed
     sessions are prepaid: nothing is charged and None is returned."""
     with transaction.atomic():
-        info = _session_billing(session_id)
-        if info.mode == TrainingSession.Mode.TIMED:
+        locked = _lock_for_session(session_id)
+        if locked.mode == TrainingSession.Mode.TIMED:
             return None
-        account = _lock_user_account(info.owner_id)
-        existing = LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE, session_id=session_id, epoch=epoch).first()
-        if existing is not None:
-            return existing
-        cost = epoch_cost_micros(duration_ms, info.price_per_hour_micros)
+        account = locked.account
         held = account.held_micros
-        hold = Hold.objects.filter(session_id=session_id, epoch=epoch, status=Hold.Status.OPEN).first()
-        if hold is not None:
-            Hold.objects.filter(pk=hold.pk).update(status=Hold.Status.CAPTURED, closed_at=timezone.now())
-            held -= hold.amount_micros
+        captured = _capture_open_hold(session_id, epoch)
+        if captured is None:
+            # No open hold: either a redelivery of a charged epoch (return its line) or
+            # an epoch that ran without a hold. An open hold proves it was not charged:
+            # a capture closes the hold in the same transaction as the charge.
+            existing = LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE, session_id=session_id, epoch=epoch).first()
+            if existing is not None:
+                return existing
+        else:
+            held -= captured
+        cost = epoch_cost_micros(duration_ms, locked.price_per_hour_micros)
         reference = f"session {session_id} epoch {epoch}"
         lines: list[LedgerLine] = []
         balance = account.balance_micros
@@ -218,7 +281,7 @@ def capture_epoch(session_id: int, epoch: int, duration_ms: int) -> LedgerLine |
             session_id=session_id,
             epoch=epoch,
             duration_ms=duration_ms,
-            price_per_hour_micros=info.price_per_hour_micros,
+            price_per_hour_micros=locked.price_per_hour_micros,
             reference=reference,
         )
         lines.append(charge)
@@ -227,11 +290,24 @@ def capture_epoch(session_id: int, epoch: int, duration_ms: int) -> LedgerLine |
         return charge
 
 
+def _capture_open_hold(session_id: int, epoch: int) -> int | None:
+    """Mark the open hold of (session, epoch) captured; its amount, or None if none was
+    open. One statement (UPDATE ... RETURNING, PostgreSQL and SQLite alike)."""
+    table = Hold._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, closed_at = %s "  # noqa: S608 - table name from the model
+            "WHERE session_id = %s AND epoch = %s AND status = %s RETURNING amount_micros",
+            [Hold.Status.CAPTURED, timezone.now(), session_id, epoch, Hold.Status.OPEN],
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
 def release_holds(session_id: int) -> None:
     """Release every open hold of a session (stop, fail, pause, crash). Idempotent."""
     with transaction.atomic():
-        info = _session_billing(session_id)
-        account = _lock_user_account(info.owner_id)
+        account = _lock_for_session(session_id).account
         holds = Hold.objects.filter(session_id=session_id, status=Hold.Status.OPEN)
         total = int(holds.aggregate(total=Sum("amount_micros"))["total"] or 0)
         if not holds.update(status=Hold.Status.RELEASED, closed_at=timezone.now()):
@@ -279,8 +355,7 @@ def refund_timed(session_id: int, used_seconds: int) -> LedgerLine | None:
     it is zero (the line marks the session settled); a second call returns it. None
     when the session has no prepayment."""
     with transaction.atomic():
-        info = _session_billing(session_id)
-        account = _lock_user_account(info.owner_id)
+        account = _lock_for_session(session_id).account
         existing = LedgerLine.objects.filter(kind=Kind.TIMED_REFUND, session_id=session_id).first()
         if existing is not None:
             return existing
@@ -376,10 +451,23 @@ def _lock_user_account(user_id: int) -> Account:
 
 
 def _save_account(account: Account, **values: int) -> None:
-    """Write the locked account's new balance and/or held amount."""
+    """Write the locked account's new balance and/or held amount (one UPDATE)."""
     for name, value in values.items():
         setattr(account, name, value)
-    Account.objects.filter(pk=account.pk).update(updated_at=timezone.now(), **values)
+    account.updated_at = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Account._meta.db_table} SET balance_micros = %s, held_micros = %s, "  # noqa: S608
+            "updated_at = %s WHERE id = %s",
+            [account.balance_micros, account.held_micros, account.updated_at, account.pk],
+        )
+
+
+def _scalar(sql: str, params: list[int]) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def _append(account: Account, kind: str, amount_micros: int, **fields: object) -> LedgerLine:
