@@ -146,7 +146,7 @@ def test_a_paused_session_that_asked_for_it_resumes_after_a_top_up(
 ) -> None:
     from billing import services as billing
 
-    model.last_checkpoint.name = f"{model.storage_prefix}/checkpoints/last-e0001.pt"
+    model.last_checkpoint.name = f"{model.storage_prefix}/checkpoints/epoch-0001.pt"
     model.epochs_completed = 1
     model.save()
     paused = queued(model, status=Status.PAUSED, resume_after_top_up=True)

@@ -99,7 +99,7 @@ def test_stop_mid_epoch_then_resume_completes_every_epoch_exactly_once(
     stopped_at = model.epochs_completed
     assert 1 <= stopped_at < 4
     assert_history_is_continuous(model, stopped_at)
-    assert f"last-e{stopped_at:04d}" in (model.last_checkpoint.name or "")
+    assert f"epoch-{stopped_at:04d}" in (model.last_checkpoint.name or "")
 
     resumed = sessions.resume_session(user, session, sessions.StartRequest(instance_type=cpu_instance()))
     assert resumed.start_epoch == stopped_at

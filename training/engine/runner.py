@@ -7,11 +7,12 @@ The trainer's callbacks do the platform's work at the epoch boundaries:
 - ``on_train_batch_end``: stop/ownership check, from flags the heartbeat thread
   sets, so a batch costs no query. Raising here ends ``train()`` at once and
   leaves the previous epoch's ``last.pt`` resumable (STACK.md).
-- ``on_model_save``: atomic snapshot of ``last.pt`` (and ``best.pt`` when it improved);
-  the epoch's billed wall time ends here (train + validation + checkpoint save).
-- ``on_fit_epoch_end``: upload the snapshots, then in one transaction record the
-  epoch, point the model at its new checkpoint and capture the charge. It fires a
-  second time from ``final_eval`` for an epoch that never started: ignored.
+- ``on_model_save``: copy the epoch's ``last.pt`` atomically (ultralytics rewrites it
+  in place); the epoch's billed wall time ends here (train + validation + save).
+- ``on_fit_epoch_end``: hand the epoch to the ``EpochCommitter`` thread, which
+  uploads the checkpoint and then, in one transaction, records the epoch, points
+  the model at the checkpoint and captures the charge. It fires a second time from
+  ``final_eval`` for an epoch that never started: ignored.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import math
 import os
+import queue
 import shutil
 import threading
 import time
@@ -90,12 +92,21 @@ class RunState:
     log: LogTail
     stop: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
+    failure: BaseException | None = None  # set by the epoch committer
+    committer: EpochCommitter | None = None
 
     def check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
         if self.lost.is_set():
             raise OwnershipLost
         if self.stop.is_set():
             raise StopRequested
+
+    def record_completed_epochs(self) -> None:
+        """Before a session ends: every epoch that completed is recorded (and billed)."""
+        if self.committer is not None:
+            self.committer.drain()
 
 
 class Heartbeat(threading.Thread):
@@ -130,19 +141,108 @@ class Heartbeat(threading.Thread):
             self.state.stop.set()
 
 
+@dataclass(frozen=True)
+class CompletedEpoch:
+    epoch: int
+    started_at: datetime
+    duration_ms: int
+    metrics: dict[str, float]
+    checkpoint: Path | None  # this epoch's last.pt (with optimizer), moved out of the run dir
+    improved: bool  # that checkpoint is also the best so far
+
+
+class EpochCommitter(threading.Thread):
+    """Records completed epochs in order, off the training thread.
+
+    For each epoch: upload its checkpoint, then one transaction records the epoch,
+    points the model at the checkpoint and captures the charge. A crash between
+    the upload and the commit leaves the model on the previous checkpoint, so the
+    epoch is simply trained again and never billed twice. Running here, a large
+    checkpoint upload does not hold up the next epoch."""
+
+    def __init__(self, state: RunState, model: YoloModel, bills_per_epoch: bool, target_epochs: int) -> None:
+        super().__init__(name=f"epoch-committer-{state.session_id}", daemon=True)
+        self.state = state
+        self.model = model
+        self.bills_per_epoch = bills_per_epoch
+        self.target_epochs = target_epochs
+        self.pending: queue.Queue[CompletedEpoch | None] = queue.Queue()
+        self.error: BaseException | None = None
+
+    def submit(self, completed: CompletedEpoch) -> None:
+        self.pending.put(completed)
+
+    def drain(self) -> None:
+        """Wait until every submitted epoch is recorded; re-raise a failure."""
+        self.pending.join()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.pending.put(None)
+        self.join(timeout=600)
+
+    def run(self) -> None:
+        try:
+            while (completed := self.pending.get()) is not None:
+                try:
+                    if self.error is None:
+                        self.commit(completed)
+                except BaseException as error:
+                    logger.exception("recording epoch %s failed", completed.epoch)
+                    self.error = error
+                    self.state.failure = error
+                finally:
+                    self.pending.task_done()
+            self.pending.task_done()
+        finally:
+            connection.close()
+
+    def commit(self, done: CompletedEpoch) -> None:
+        prefix = f"{self.model.storage_prefix}/checkpoints"
+        key = _upload(done.checkpoint, f"{prefix}/epoch-{done.epoch:04d}.pt") if done.checkpoint else ""
+        with transaction.atomic():
+            model = YoloModel.objects.select_for_update().get(pk=self.model.pk)
+            if sessions.owned(self.state.session_id, self.state.worker_id) is None:
+                raise OwnershipLost
+            EpochRecord.objects.create(
+                session_id=self.state.session_id,
+                model=model,
+                epoch=done.epoch,
+                started_at=done.started_at,
+                finished_at=timezone.now(),
+                duration_ms=done.duration_ms,
+                metrics=done.metrics,
+            )
+            previous = {model.last_checkpoint.name, model.best_weights.name}
+            if key:
+                model.last_checkpoint.name = key
+                if done.improved:
+                    model.best_weights.name = key
+            model.epochs_completed = done.epoch
+            model.save(update_fields=["last_checkpoint", "best_weights", "epochs_completed", "updated_at"])
+            if self.bills_per_epoch:
+                billing.capture_epoch(self.state.session_id, done.epoch, done.duration_ms)
+            obsolete = _unreferenced(previous, model)
+            transaction.on_commit(lambda: _delete_quietly(obsolete))
+        self.model = model
+        self.state.log.add(_epoch_line(done.epoch, self.target_epochs, done.duration_ms, done.metrics))
+
+
 class EpochCallbacks:
     """Ultralytics callbacks bound to one session."""
 
     def __init__(self, state: RunState, session: TrainingSession, snapshot_dir: Path) -> None:
         self.state = state
-        self.session = session
-        self.model: YoloModel = session.model
         self.bills_per_epoch = session.mode == TrainingSession.Mode.EPOCHS
         self.snapshot_dir = snapshot_dir
         self.started: dict[int, tuple[float, datetime]] = {}
         self.ended: dict[int, float] = {}
-        self.snapshots: dict[int, tuple[Path, Path | None]] = {}
-        self.committed: set[int] = set()
+        self.snapshots: dict[int, tuple[Path, bool]] = {}
+        self.submitted: set[int] = set()
+        self.committer = EpochCommitter(state, session.model, self.bills_per_epoch, session.target_epochs)
+        state.committer = self.committer
+        self.committer.start()
 
     def register(self, yolo: Any) -> None:
         for event in ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_model_save"):
@@ -161,7 +261,9 @@ class EpochCallbacks:
         epoch = trainer.epoch + 1
         self.state.check()
         if self.bills_per_epoch and not billing.hold_epoch(self.state.session_id, epoch):
-            raise PauseForBalance
+            self.committer.drain()  # the previous epoch's hold may still be open: settle it, then ask again
+            if not billing.hold_epoch(self.state.session_id, epoch):
+                raise PauseForBalance
         self.started[epoch] = (time.monotonic(), timezone.now())
 
     def on_train_batch_end(self, trainer: Any) -> None:
@@ -170,54 +272,39 @@ class EpochCallbacks:
     def on_model_save(self, trainer: Any) -> None:
         epoch = trainer.epoch + 1
         self.ended[epoch] = time.monotonic()
-        last = _snapshot(Path(trainer.last), self.snapshot_dir / f"last-{epoch}.pt")
-        improved = trainer.best_fitness == trainer.fitness and Path(trainer.best).exists()
-        best = _snapshot(Path(trainer.best), self.snapshot_dir / f"best-{epoch}.pt") if improved else None
-        self.snapshots[epoch] = (last, best)
+        # ultralytics rewrites last.pt in place every epoch (and reads it back to recover
+        # from NaN losses): upload a copy. When the epoch improved, best.pt holds the
+        # same bytes, so one copy serves both.
+        snapshot = self.snapshot_dir / f"epoch-{epoch}.pt"
+        partial = snapshot.with_suffix(".partial")
+        shutil.copyfile(trainer.last, partial)
+        partial.replace(snapshot)
+        self.snapshots[epoch] = (snapshot, trainer.best_fitness == trainer.fitness)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
         epoch = trainer.epoch + 1
-        if epoch not in self.started or epoch in self.committed:
+        if epoch not in self.started or epoch in self.submitted:
             return  # final_eval's extra call, or a repeat: never recorded or billed twice
         started_monotonic, started_at = self.started[epoch]
         ended_monotonic = self.ended.get(epoch, time.monotonic())
-        duration_ms = max(1, round((ended_monotonic - started_monotonic) * 1000))
-        metrics = epoch_metrics(trainer)
-        self.commit_epoch(epoch, started_at, duration_ms, metrics)
-        self.committed.add(epoch)
-        self.state.log.add(_epoch_line(epoch, self.session.target_epochs, duration_ms, metrics))
-
-    def commit_epoch(self, epoch: int, started_at: datetime, duration_ms: int, metrics: dict[str, float]) -> None:
-        last, best = self.snapshots.pop(epoch, (None, None))
-        prefix = f"{self.model.storage_prefix}/checkpoints"
-        last_name = _upload(last, f"{prefix}/last-e{epoch:04d}.pt") if last else ""
-        best_name = _upload(best, f"{prefix}/best-e{epoch:04d}.pt") if best else ""
-        superseded: list[str] = []
-        with transaction.atomic():
-            model = YoloModel.objects.select_for_update().get(pk=self.model.pk)
-            if sessions.owned(self.state.session_id, self.state.worker_id) is None:
-                raise OwnershipLost
-            EpochRecord.objects.create(
-                session_id=self.state.session_id,
-                model=model,
+        checkpoint, improved = self.snapshots.pop(epoch, (None, False))
+        self.committer.submit(
+            CompletedEpoch(
                 epoch=epoch,
                 started_at=started_at,
-                finished_at=timezone.now(),
-                duration_ms=duration_ms,
-                metrics=metrics,
+                duration_ms=max(1, round((ended_monotonic - started_monotonic) * 1000)),
+                metrics=epoch_metrics(trainer),
+                checkpoint=checkpoint,
+                improved=improved,
             )
-            if last_name:
-                superseded.append(model.last_checkpoint.name or "")
-                model.last_checkpoint.name = last_name
-            if best_name:
-                superseded.append(model.best_weights.name or "")
-                model.best_weights.name = best_name
-            model.epochs_completed = epoch
-            model.save(update_fields=["last_checkpoint", "best_weights", "epochs_completed", "updated_at"])
-            if self.bills_per_epoch:
-                billing.capture_epoch(self.state.session_id, epoch, duration_ms)
-            transaction.on_commit(lambda: _delete_quietly([name for name in superseded if name]))
-        self.model = model
+        )
+        self.submitted.add(epoch)
+
+
+def _unreferenced(previous: set[str | None], model: YoloModel) -> list[str]:
+    """Stored files the model pointed at before and no longer does."""
+    current = {model.last_checkpoint.name, model.best_weights.name}
+    return [name for name in previous - current if name]
 
 
 def epoch_metrics(trainer: Any) -> dict[str, float]:
@@ -254,14 +341,6 @@ def _epoch_line(epoch: int, target: int, duration_ms: int, metrics: dict[str, fl
         f"mAP50 {metrics.get('map50', 0):.3f}, mAP50-95 {metrics.get('map50_95', 0):.3f}, "
         f"box loss {metrics.get('train_box_loss', 0):.3f}. Checkpoint saved."
     )
-
-
-def _snapshot(source: Path, target: Path) -> Path:
-    """Copy ``source`` atomically: ultralytics writes last.pt in place, not atomically."""
-    temporary = target.with_suffix(".partial")
-    shutil.copyfile(source, temporary)
-    temporary.replace(target)
-    return target
 
 
 def _upload(path: Path, name: str) -> str:
@@ -302,7 +381,11 @@ def run_session(session_id: int, worker_id: str) -> None:
     heartbeat.start()
     work_dir = Path(settings.TRAINING_WORK_DIR) / f"session-{session_id}-{worker_id}"
     try:
-        _train(state, work_dir)
+        try:
+            _train(state, work_dir)
+        except SessionInterrupted:
+            state.record_completed_epochs()
+            raise
     except StopRequested:
         sessions.finish(session_id, worker_id, TrainingSession.Status.STOPPED, detail="Stopped", log_tail=log.text())
     except PauseForBalance:
@@ -312,6 +395,8 @@ def run_session(session_id: int, worker_id: str) -> None:
         logger.warning("session %s now belongs to another worker; this one stops", session_id)
     except Exception as error:
         logger.exception("session %s failed", session_id)
+        with contextlib.suppress(Exception):
+            state.record_completed_epochs()  # keep (and bill) the epochs that did complete
         log.add(f"[hubsite] training failed: {error!r}")
         sessions.finish(
             session_id,
@@ -322,6 +407,8 @@ def run_session(session_id: int, worker_id: str) -> None:
             log_tail=log.text(),
         )
     finally:
+        if state.committer is not None:
+            state.committer.close()
         heartbeat.done.set()
         heartbeat.join(timeout=10)
         ultralytics_logger.removeHandler(log)
@@ -359,18 +446,19 @@ def _train(state: RunState, work_dir: Path) -> None:
 
 def complete(state: RunState, yolo: Any) -> None:
     """Training ended on its own (target reached, early stop, or time up): publish the final weights."""
-    trainer = yolo.trainer
-    best = Path(trainer.best) if Path(trainer.best).exists() else Path(trainer.last)
+    state.record_completed_epochs()
+    best = Path(yolo.trainer.best)
     with transaction.atomic():
-        session = TrainingSession.objects.select_related("model").get(pk=state.session_id)
+        session = TrainingSession.objects.get(pk=state.session_id)
         model = YoloModel.objects.select_for_update().get(pk=session.model_id)
         if model.epochs_completed > 0:
-            previous = model.best_weights.name
-            model.best_weights.name = _upload_copy(best, f"{model.storage_prefix}/best.pt")
+            if best.exists():  # final_eval stripped the optimizer: the smaller file to download
+                previous = {model.last_checkpoint.name, model.best_weights.name}
+                model.best_weights.name = _upload_copy(best, f"{model.storage_prefix}/best.pt")
+                obsolete = _unreferenced(previous, model)
+                transaction.on_commit(lambda: _delete_quietly(obsolete))
             model.trained_at = timezone.now()
             model.save(update_fields=["best_weights", "trained_at", "updated_at"])
-            if previous and previous != model.best_weights.name:
-                transaction.on_commit(lambda: _delete_quietly([previous]))
         sessions.finish(
             state.session_id,
             state.worker_id,
@@ -408,6 +496,7 @@ def platform_arguments(session: TrainingSession, data_yaml: Path, save_dir: Path
         "data": str(data_yaml),
         "save_dir": str(save_dir),
         "exist_ok": True,
+        "save": True,  # checkpoints every epoch: what Stop, Resume and recovery stand on
         "device": settings.TRAINING_DEVICE or None,
         "workers": settings.TRAINING_DATALOADER_WORKERS,
         "plots": False,
