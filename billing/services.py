@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -224,7 +224,7 @@ def hold_epoch(session_id: int, epoch: int) -> bool:
         if account.balance_micros - account.held_micros < cost:
             return False
         if hold_id is None:
-            Hold.objects.create(account=account, session_id=session_id, epoch=epoch, amount_micros=cost)
+            _insert(Hold(account=account, session_id=session_id, epoch=epoch, amount_micros=cost))
         else:  # released earlier (a crash before the epoch completed), needed again on redelivery
             Hold.objects.filter(pk=hold_id).update(status=Hold.Status.OPEN, amount_micros=cost, closed_at=None)
         _save_account(account, held_micros=account.held_micros + cost)
@@ -285,7 +285,8 @@ def capture_epoch(session_id: int, epoch: int, duration_ms: int) -> LedgerLine |
             reference=reference,
         )
         lines.append(charge)
-        LedgerLine.objects.bulk_create(lines)
+        for line in lines:
+            _insert(line)
         _save_account(account, balance_micros=balance, held_micros=max(0, held))
         return charge
 
@@ -463,6 +464,31 @@ def _save_account(account: Account, **values: int) -> None:
         )
 
 
+def _insert(obj: models.Model) -> None:
+    """INSERT one new row, as ``obj.save()`` would, without the ORM's query building
+    (the epoch hot path inserts a hold and a line per epoch; see docs/benchmarks.md).
+    Fills ``auto_now_add`` fields and sets the new primary key."""
+    meta = obj._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    if not connection.features.can_return_columns_from_insert:  # pragma: no cover - old SQLite only
+        obj.save(force_insert=True)
+        return
+    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    columns = ", ".join(connection.ops.quote_name(field.column or field.attname) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    pk = meta.pk
+    assert pk is not None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
+            f"VALUES ({placeholders}) RETURNING {connection.ops.quote_name(pk.column or pk.attname)}",
+            values,
+        )
+        obj.pk = cursor.fetchone()[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
 def _scalar(sql: str, params: list[int]) -> Any:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -473,9 +499,8 @@ def _scalar(sql: str, params: list[int]) -> Any:
 def _append(account: Account, kind: str, amount_micros: int, **fields: object) -> LedgerLine:
     """Append one line and move the (locked) account's balance by its amount."""
     balance = account.balance_micros + amount_micros
-    line = LedgerLine.objects.create(
-        account=account, kind=kind, amount_micros=amount_micros, balance_after_micros=balance, **fields
-    )
+    line = LedgerLine(account=account, kind=kind, amount_micros=amount_micros, balance_after_micros=balance, **fields)
+    _insert(line)
     _save_account(account, balance_micros=balance)
     return line
 
