@@ -9,6 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from hubsite.forms import SignUpForm
 
+RECENT_MODELS = 8
+
 
 @login_not_required
 @require_GET
@@ -20,7 +22,10 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "hubsite/home.html")
+    from training.progress import recent_models
+
+    assert request.user.pk is not None  # login is required here
+    return render(request, "hubsite/home.html", {"recent_models": recent_models(request.user.pk, RECENT_MODELS)})
 
 
 @login_not_required

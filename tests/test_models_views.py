@@ -68,7 +68,7 @@ def test_it_creates_a_model_with_checked_arguments(owner_client: Client, user: U
     response = owner_client.post("/models/new/", data)
     model = YoloModel.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == f"/models/{model.uid}/"
+    assert response["Location"] == f"/models/{model.uid}/train/"  # step 3 of the wizard
     assert model.owner == user
     assert model.dataset == dataset
     assert model.architecture == "yolo11n"

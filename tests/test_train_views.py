@@ -190,3 +190,44 @@ def test_pay_now_is_refused_in_epochs_mode(
     response = owner_client.post(url("train_start", model), start_data(payment="pay_now"))
     assert response.status_code == 400
     assert "Pay now is for Timed training" in response.content.decode()
+
+
+def test_home_lists_recent_models_with_their_latest_status(owner_client: Client, model: YoloModel) -> None:
+    with_epochs(model, 2, status=Status.PAUSED)
+    page = owner_client.get(reverse("home")).content.decode()
+    assert "shapes-detector" in page
+    assert "Paused" in page
+    assert reverse("training:train_wizard") in page
+
+
+def test_the_wizard_lists_ready_datasets_and_step_2_leads_to_step_3(
+    owner_client: Client, user: User, model: YoloModel
+) -> None:
+    page = owner_client.get(reverse("training:train_wizard")).content.decode()
+    assert f"?dataset={model.dataset.uid}" in page
+    response = owner_client.post(
+        reverse("training:model_create"),
+        {"name": "second", "dataset": model.dataset.pk, "architecture": "yolo11n", "epochs": 5, "imgsz": 64,
+         "batch": 8, "patience": 100, "cache": "none", "custom_args": ""},
+    )  # fmt: skip
+    created = YoloModel.objects.get(name="second")
+    assert response.status_code == 302
+    assert response["Location"] == url("train_page", created)
+    step_3 = owner_client.get(response["Location"]).content.decode()
+    assert 'aria-current="step">3. Train' in step_3
+
+
+def test_exports_are_queued_from_the_artifacts_tab(
+    owner_client: Client, model: YoloModel, redis_client: redis.Redis
+) -> None:
+    with_epochs(model, 1, status=Status.STOPPED)
+    model.best_weights.name = f"{model.storage_prefix}/checkpoints/epoch-0001.pt"
+    model.save()
+    response = owner_client.post(url("export", model, export_format="onnx"))
+    assert response.status_code == 302
+    export = model.exports.get()
+    assert (export.format, export.status, export.weights_epoch) == ("onnx", "pending", 1)
+    page = owner_client.get(reverse("training:model_detail", args=[model.uid]) + "?tab=artifacts").content.decode()
+    assert "ONNX of epoch 1: pending" in " ".join(page.split())
+    assert owner_client.post(url("export", model, export_format="tflite")).status_code == 302
+    assert model.exports.count() == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Avg, Count, Max, Sum
+from django.db.models import Avg, Count, Max, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from billing.models import LedgerLine
@@ -104,3 +104,14 @@ def busy_workers_ahead(instance_type: InstanceType) -> int:
     return TrainingSession.objects.filter(
         instance_type=instance_type, status__in=(Status.INITIALIZING, Status.TRAINING, Status.STOPPING)
     ).count()
+
+
+def recent_models(user_id: int, limit: int) -> list[tuple[YoloModel, str]]:
+    """The user's most recently changed models with their latest session's status label."""
+    latest = TrainingSession.objects.filter(model=OuterRef("pk")).order_by("-created_at").values("status")[:1]
+    models = YoloModel.objects.filter(owner_id=user_id).annotate(latest_status=Subquery(latest))
+    labels = dict(Status.choices)
+    return [
+        (model, str(labels.get(model.latest_status, "Not trained yet")))
+        for model in models.order_by("-updated_at")[:limit]
+    ]

@@ -211,8 +211,8 @@ def model_create(request: HtmxHttpRequest) -> HttpResponse:
                 pretrained=form.cleaned_data["pretrained"],
                 train_args=form.cleaned_data["train_args"],
             )
-            messages.success(request, f"Model {model.name} created.")
-            return redirect("training:model_detail", uid=model.uid)
+            messages.success(request, f"Model {model.name} created. Step 3: choose how to train it.")
+            return redirect("training:train_page", uid=model.uid)
         return render(request, "training/model_form.html", {"form": form}, status=400)
     initial: dict[str, Any] = {}
     chosen = request.GET.get("dataset", "")
