@@ -16,7 +16,6 @@ from training.engine.presence import live_queues
 from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
 from training.progress import session_progress
 from training.session_forms import StartForm
-from training.sessions import RESUMABLE
 
 ESTIMATE_SAMPLE = 200
 
@@ -54,7 +53,7 @@ def panel_context(user: User, model: YoloModel, form: StartForm | None = None) -
 def start_context(
     user: User, model: YoloModel, session: TrainingSession | None, form: StartForm | None
 ) -> dict[str, Any]:
-    resuming = bool(session and session.status in RESUMABLE and model.last_checkpoint and model.epochs_completed)
+    resuming = bool(model.last_checkpoint and model.epochs_completed)
     form = form or StartForm(model=model, resuming=resuming)
     account = billing.account_for(user)
     available = account.balance_micros - account.held_micros
