@@ -90,21 +90,24 @@ def expected_epoch_cost(session: TrainingSession) -> int:
 def _expected_cost(
     session_id: int, model_id: int, instance_type_id: int, reference_epoch_seconds: int, price_per_hour_micros: int
 ) -> int:
-    table = EpochRecord._meta.db_table
-    longest = _scalar(
-        f"SELECT MAX(d) FROM (SELECT duration_ms AS d FROM {table} "  # noqa: S608 - table names from the models
-        "WHERE session_id = %s ORDER BY epoch DESC LIMIT %s) recent",
-        [session_id, RECENT_EPOCHS_FOR_ESTIMATE],
-    )
-    if longest is None:
-        longest = _scalar(
-            f"SELECT MAX(d) FROM (SELECT e.duration_ms AS d FROM {table} e "  # noqa: S608
-            f"JOIN {TrainingSession._meta.db_table} s ON s.id = e.session_id "
-            "WHERE e.model_id = %s AND s.instance_type_id = %s ORDER BY e.epoch DESC LIMIT %s) recent",
-            [model_id, instance_type_id, RECENT_EPOCHS_FOR_ESTIMATE],
-        )
-    duration_ms = int(longest) if longest is not None else reference_epoch_seconds * 1000
+    longest = _scalar(f"SELECT {_RECENT_DURATION_SQL}", [session_id, model_id, instance_type_id])
+    return _cost_from_recent(longest, reference_epoch_seconds, price_per_hour_micros)
+
+
+def _cost_from_recent(longest_ms: int | None, reference_epoch_seconds: int, price_per_hour_micros: int) -> int:
+    duration_ms = int(longest_ms) if longest_ms is not None else reference_epoch_seconds * 1000
     return epoch_cost_micros(duration_ms, price_per_hour_micros)
+
+
+# The longest of the session's last three epochs, else of the model's last three on the
+# same instance type; NULL when neither has any. Parameters: session, model, instance type.
+_RECENT_DURATION_SQL = (
+    f"COALESCE((SELECT MAX(d) FROM (SELECT duration_ms AS d FROM {EpochRecord._meta.db_table} "  # noqa: S608
+    f"WHERE session_id = %s ORDER BY epoch DESC LIMIT {RECENT_EPOCHS_FOR_ESTIMATE}) recent), "
+    f"(SELECT MAX(d) FROM (SELECT r.duration_ms AS d FROM {EpochRecord._meta.db_table} r "
+    f"JOIN {TrainingSession._meta.db_table} o ON o.id = r.session_id WHERE r.model_id = %s "
+    f"AND o.instance_type_id = %s ORDER BY r.epoch DESC LIMIT {RECENT_EPOCHS_FOR_ESTIMATE}) earlier))"
+)
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -187,17 +190,22 @@ def _lock_for_session(session_id: int) -> _Locked:
     return _Locked(account, mode, price, model_id, instance_type_id, reference_seconds)
 
 
-def _epoch_state(session_id: int, epoch: int) -> tuple[int | None, str | None, bool]:
-    """(hold id, hold status, already charged) for one epoch; read after the lock."""
+def _epoch_state(locked: _Locked, session_id: int, epoch: int) -> tuple[int | None, str | None, bool, int | None]:
+    """(hold id, hold status, already charged, longest recent epoch ms) for one epoch,
+    in one statement, read after the lock."""
+    hold, line = Hold._meta.db_table, LedgerLine._meta.db_table
     sql = (
-        f"SELECT (SELECT id FROM {Hold._meta.db_table} WHERE session_id = %s AND epoch = %s), "  # noqa: S608
-        f"(SELECT status FROM {Hold._meta.db_table} WHERE session_id = %s AND epoch = %s), "
-        f"EXISTS (SELECT 1 FROM {LedgerLine._meta.db_table} WHERE kind = %s AND session_id = %s AND epoch = %s)"
+        f"SELECT (SELECT id FROM {hold} WHERE session_id = %s AND epoch = %s), "  # noqa: S608
+        f"(SELECT status FROM {hold} WHERE session_id = %s AND epoch = %s), "
+        f"EXISTS (SELECT 1 FROM {line} WHERE kind = %s AND session_id = %s AND epoch = %s), "
+        f"{_RECENT_DURATION_SQL}"
     )
+    params: list[int | str] = [session_id, epoch, session_id, epoch, Kind.EPOCH_CHARGE, session_id, epoch]
+    params += [session_id, locked.model_id, locked.instance_type_id]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [session_id, epoch, session_id, epoch, Kind.EPOCH_CHARGE, session_id, epoch])
-        hold_id, status, charged = cursor.fetchone()
-    return hold_id, status, bool(charged)
+        cursor.execute(sql, params)
+        hold_id, status, charged, longest = cursor.fetchone()
+    return hold_id, status, bool(charged), longest
 
 
 def hold_epoch(session_id: int, epoch: int) -> bool:
@@ -211,16 +219,10 @@ def hold_epoch(session_id: int, epoch: int) -> bool:
         if locked.mode == TrainingSession.Mode.TIMED:
             return True
         account = locked.account
-        hold_id, hold_status, charged = _epoch_state(session_id, epoch)
+        hold_id, hold_status, charged, longest_ms = _epoch_state(locked, session_id, epoch)
         if charged or hold_status in (Hold.Status.OPEN, Hold.Status.CAPTURED):
             return True  # a repeated call, or already charged: nothing more to reserve
-        cost = _expected_cost(
-            session_id,
-            locked.model_id,
-            locked.instance_type_id,
-            locked.reference_epoch_seconds,
-            locked.price_per_hour_micros,
-        )
+        cost = _cost_from_recent(longest_ms, locked.reference_epoch_seconds, locked.price_per_hour_micros)
         if account.balance_micros - account.held_micros < cost:
             return False
         if hold_id is None:
