@@ -4,7 +4,8 @@
 
 Each worker is a process with its own PostgreSQL connection. For every epoch it
 does what the training engine does: ``hold_epoch`` before the epoch, then
-``capture_epoch`` after it (each its own transaction, the account row locked).
+``capture_epoch`` after it (each its own transaction, the account row locked);
+``--without-holds`` measures ``capture_epoch`` alone.
 Every worker also redelivers a share of epochs that another worker charges, at
 the same time, as a crashed worker's redelivered message would. At the end it
 checks that no charge was lost or duplicated: one ``epoch_charge`` line per
@@ -84,14 +85,14 @@ def duration_ms(session_id: int, epoch: int) -> int:
     return 5_000 + (session_id * 7919 + epoch * 104_729) % 60_000
 
 
-def worker(jobs: list[tuple[int, int]], start: Any, done: Any) -> None:
+def worker(jobs: list[tuple[int, int]], with_holds: bool, start: Any, done: Any) -> None:
     from django.db import connection
 
     from billing import services
 
     start.wait()
     for session_id, epoch in jobs:
-        if services.hold_epoch(session_id, epoch):
+        if not with_holds or services.hold_epoch(session_id, epoch):
             services.capture_epoch(session_id, epoch, duration_ms(session_id, epoch))
     connection.close()
     done.put(len(jobs))
@@ -134,6 +135,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--accounts", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=100, help="epochs charged per account")
+    parser.add_argument(
+        "--without-holds", action="store_true", help="capture_epoch only (the charge itself), no hold_epoch before it"
+    )
     args = parser.parse_args()
 
     admin_sql(f'CREATE DATABASE "{BENCH_DB}"')
@@ -159,7 +163,7 @@ def main() -> None:
 
         ctx = mp.get_context("fork")
         start, done = ctx.Event(), ctx.Queue()
-        processes = [ctx.Process(target=worker, args=(share, start, done)) for share in shares]
+        processes = [ctx.Process(target=worker, args=(share, not args.without_holds, start, done)) for share in shares]
         for process in processes:
             process.start()
         time.sleep(1)  # every worker imported and waiting
@@ -177,7 +181,8 @@ def main() -> None:
         charged = check(sessions, args.epochs)
         connections.close_all()
         print(f"workers={args.workers} accounts={args.accounts} epochs={charged} deliveries={calls}")
-        print(f"seconds={elapsed:.2f} (each charge: hold_epoch + capture_epoch, two transactions)")
+        unit = "capture_epoch only" if args.without_holds else "hold_epoch + capture_epoch, two transactions"
+        print(f"seconds={elapsed:.2f} (each charge: {unit})")
         print(f"worker_cpu_ms_per_charge={worker_cpu / calls * 1000:.2f} (Python side; PostgreSQL's is extra)")
         print("lost=0 duplicated=0 balances=exact")
         print(f"charges_per_s={charged / elapsed:.0f}")
