@@ -343,9 +343,18 @@ def _epoch_line(epoch: int, target: int, duration_ms: int, metrics: dict[str, fl
     )
 
 
+class _LocalFile(File):  # type: ignore[type-arg]
+    """A file of ours on local disk: local-file storage moves it into place instead
+    of copying its bytes (Django's fast path for uploads already on disk)."""
+
+    def temporary_file_path(self) -> str:
+        return str(self.name)
+
+
 def _upload(path: Path, name: str) -> str:
+    """Store ``path`` under ``name`` and remove the local file."""
     with path.open("rb") as handle:
-        stored = default_storage.save(name, File(handle))
+        stored = default_storage.save(name, _LocalFile(handle, name=str(path)))
     path.unlink(missing_ok=True)
     return stored
 
