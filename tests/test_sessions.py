@@ -46,11 +46,16 @@ def test_only_one_worker_can_claim_a_session(model: YoloModel) -> None:
     assert (session.status, session.worker_id, session.attempts) == (Status.INITIALIZING, "worker-a", 1)
 
 
-def test_a_queued_session_stops_at_once(model: YoloModel) -> None:
+def test_a_queued_session_stops_at_once_without_mailing_the_user_who_stopped_it(
+    model: YoloModel, django_capture_on_commit_callbacks: Any
+) -> None:
     session = queued(model)
-    assert sessions.request_stop(session) == Status.STOPPED
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sessions.request_stop(session) == Status.STOPPED
     session.refresh_from_db()
     assert session.finished_at is not None
+    assert session.stop_requested_at is not None
+    assert mail.outbox == []
 
 
 def test_a_running_session_is_asked_to_stop_and_its_worker_learns_it(model: YoloModel) -> None:

@@ -132,11 +132,20 @@ def request_stop(session: TrainingSession) -> str:
     A queued session, or one whose worker stopped sending heartbeats, ends at once;
     a running one is asked to stop and its worker ends it within seconds."""
     now = timezone.now()
-    if _transition(session.pk, (Status.QUEUED,), Status.STOPPED, detail="Stopped before it started"):
+    if _transition(
+        session.pk, (Status.QUEUED,), Status.STOPPED, detail="Stopped before it started", stop_requested_at=now
+    ):
         settle_session(session.pk)
         return Status.STOPPED
-    stale = Q(heartbeat_at__lt=now - stale_before()) | Q(heartbeat_at__isnull=True, claimed_at__lt=now - stale_before())
-    if _transition(session.pk, WORKER_OWNED, Status.STOPPED, extra=stale, detail="Stopped; its worker was gone"):
+    stale = Q(heartbeat_at__lt=now - stale_before())  # claim sets heartbeat_at, so it is never empty here
+    if _transition(
+        session.pk,
+        WORKER_OWNED,
+        Status.STOPPED,
+        extra=stale,
+        detail="Stopped; its worker was gone",
+        stop_requested_at=now,
+    ):
         settle_session(session.pk)
         return Status.STOPPED
     TrainingSession.objects.filter(pk=session.pk, status__in=(Status.INITIALIZING, Status.TRAINING)).update(
@@ -153,11 +162,16 @@ def _transition(
     extra: Q | None = None,
     detail: str = "",
     reason: str = "",
+    **fields: Any,
 ) -> bool:
+    """Move a session from one of ``sources`` to the final status ``target`` (one UPDATE)."""
     query = TrainingSession.objects.filter(pk=session_id, status__in=sources)
     if extra is not None:
         query = query.filter(extra)
-    return query.update(status=target, status_detail=detail, failure_reason=reason, finished_at=timezone.now()) == 1
+    changed = query.update(
+        status=target, status_detail=detail, failure_reason=reason, finished_at=timezone.now(), **fields
+    )
+    return changed == 1
 
 
 # -- worker side ---------------------------------------------------------------------
@@ -255,9 +269,7 @@ def reap_stale_sessions() -> int:
 
     Safe to run anywhere and any number of times: each step is a conditional UPDATE."""
     threshold = timezone.now() - stale_before()
-    stale = TrainingSession.objects.filter(status__in=WORKER_OWNED).filter(
-        Q(heartbeat_at__lt=threshold) | Q(heartbeat_at__isnull=True, claimed_at__lt=threshold)
-    )
+    stale = TrainingSession.objects.filter(status__in=WORKER_OWNED, heartbeat_at__lt=threshold)
     reaped = 0
     for session_id, status, attempts, queue_slug in stale.values_list(
         "pk", "status", "attempts", "instance_type__slug"
