@@ -1,6 +1,6 @@
 """Epoch charges per second: 8 concurrent workers charging epochs across 50 accounts.
 
-    .venv/bin/python benchmarks/charges.py [--workers 8] [--accounts 50] [--epochs 100]
+    .venv/bin/python -m benchmarks.charges [--workers 8] [--accounts 50] [--epochs 100]
 
 Each worker is a process with its own PostgreSQL connection. For every epoch it
 does what the training engine does: ``hold_epoch`` before the epoch, then
@@ -22,42 +22,15 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import random
 import resource
-import secrets
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import psycopg
+from benchmarks.benchdb import setup_django, throwaway_database
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-SERVER_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-BENCH_DB = f"hubsite_bench_{secrets.token_hex(4)}"
 OPENING_CREDIT = 1_000_000_000  # US$1,000 per account: every epoch is affordable
 REDELIVERED_SHARE = 0.05
-
-
-def server_url(database: str) -> str:
-    base, _, _old = SERVER_URL.rpartition("/")
-    return f"{base}/{database}"
-
-
-def admin_sql(statement: str) -> None:
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def setup_django() -> None:
-    sys.path.insert(0, str(BASE_DIR))
-    os.environ["DATABASE_URL"] = server_url(BENCH_DB)
-    os.environ["DEBUG"] = "0"  # as in production: no per-query debug logging
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hubsite.settings")
-    import django
-
-    django.setup()
 
 
 def seed(accounts: int) -> list[int]:
@@ -140,9 +113,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    admin_sql(f'CREATE DATABASE "{BENCH_DB}"')
-    try:
-        setup_django()
+    with throwaway_database() as database_url:
+        setup_django(database_url)  # DEBUG off, as in production: no per-query logging
         from django.core.management import call_command
         from django.db import connections
 
@@ -186,11 +158,6 @@ def main() -> None:
         print(f"worker_cpu_ms_per_charge={worker_cpu / calls * 1000:.2f} (Python side; PostgreSQL's is extra)")
         print("lost=0 duplicated=0 balances=exact")
         print(f"charges_per_s={charged / elapsed:.0f}")
-    finally:
-        from django.db import connections as conns
-
-        conns.close_all()
-        admin_sql(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

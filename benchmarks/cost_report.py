@@ -1,6 +1,6 @@
 """Streaming a 100,000-line cost report: rows per second and memory growth.
 
-    .venv/bin/python benchmarks/cost_report.py [--lines 100000]
+    .venv/bin/python -m benchmarks.cost_report [--lines 100000]
 
 Creates one model whose sessions have ``--lines`` epoch charges in the ledger
 (written with one INSERT ... SELECT generate_series, a consistent running balance),
@@ -21,41 +21,15 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import secrets
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from benchmarks.benchdb import setup_django, throwaway_database
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-SERVER_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-BENCH_DB = f"hubsite_bench_{secrets.token_hex(4)}"
 EPOCHS_PER_SESSION = 1_000
 CHARGE = 1_234  # micro-dollars per epoch
-
-
-def server_url(database: str) -> str:
-    base, _, _old = SERVER_URL.rpartition("/")
-    return f"{base}/{database}"
-
-
-def admin_sql(statement: str) -> None:
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def setup_django(database: str) -> None:
-    sys.path.insert(0, str(BASE_DIR))
-    os.environ["DATABASE_URL"] = server_url(database)
-    os.environ["DEBUG"] = "0"  # as in production: no per-query debug logging
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hubsite.settings")
-    import django
-
-    django.setup()
 
 
 def seed(lines: int) -> tuple[int, int]:
@@ -103,9 +77,9 @@ def vm_kb(key: str) -> int:
     raise RuntimeError(f"{key} not in /proc/self/status")
 
 
-def measure(database: str, user_id: int, model_id: int, result: Any) -> None:
+def measure(database_url: str, user_id: int, model_id: int, result: Any) -> None:
     """In a fresh process: stream the report once (timed), then check it (untimed)."""
-    setup_django(database)
+    setup_django(database_url)  # DEBUG off, as in production: no per-query logging
     import gc
 
     from django.test import RequestFactory
@@ -154,9 +128,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     args = parser.parse_args()
 
-    admin_sql(f'CREATE DATABASE "{BENCH_DB}"')
-    try:
-        setup_django(BENCH_DB)
+    with throwaway_database() as database_url:
+        setup_django(database_url)
         from django.core.management import call_command
         from django.db import connections
 
@@ -166,7 +139,7 @@ def main() -> None:
 
         ctx = mp.get_context("spawn")  # a fresh interpreter: nothing from the seeding in its memory
         result = ctx.Queue()
-        process = ctx.Process(target=measure, args=(BENCH_DB, user_id, model_id, result))
+        process = ctx.Process(target=measure, args=(database_url, user_id, model_id, result))
         process.start()
         process.join(timeout=600)
         if result.empty():
@@ -178,11 +151,6 @@ def main() -> None:
             raise SystemExit(f"the CSV adds up to {csv_total} micro-dollars, the ledger to {ledger_total}")
         print(f"rows={rows} bytes={size} seconds={elapsed:.2f} csv_total_micros={csv_total} (equals the ledger)")
         print(f"rows_per_s={rows / elapsed:.0f} peak_rss_growth_mb={growth_kb / 1024:.1f}")
-    finally:
-        from django.db import connections as conns
-
-        conns.close_all()
-        admin_sql(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

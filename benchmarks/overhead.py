@@ -1,6 +1,6 @@
 """Training overhead of the platform's worker path versus bare ultralytics.
 
-    .venv/bin/python benchmarks/overhead.py [--epochs 8] [--rounds 2] [--imgsz 64]
+    .venv/bin/python -m benchmarks.overhead [--epochs 8] [--rounds 2] [--imgsz 64]
 
 Trains the same model (yolo11n.yaml from scratch) on the same synthetic dataset
 with the same arguments, alternating bare ``YOLO(...).train(...)`` and the
@@ -33,15 +33,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
+from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database
 
 if TYPE_CHECKING:
     from hubsite.models import User
     from training.models import YoloModel
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-SERVER_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-BENCH_DB = f"hubsite_bench_{secrets.token_hex(4)}"
 
 
 def main() -> None:
@@ -54,29 +50,22 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="hubsite-bench-"))
-    database_url = _create_database()
-    os.environ.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        DRAMATIQ_NAMESPACE=f"hubsite-bench-{secrets.token_hex(4)}",
-        HUBSITE_DATA_DIR=str(scratch / "data"),
-        DJANGO_SETTINGS_MODULE="hubsite.settings",
-        TRAINING_HEARTBEAT_INTERVAL_SECONDS="1",
-        WORKER_PRESENCE_INTERVAL_SECONDS="1",
-        S3_BUCKET="",
-    )
-    sys.path.insert(0, str(BASE_DIR))
-    try:
-        import django
-
-        django.setup()
+    with throwaway_database() as database_url:
+        setup_django(
+            database_url,
+            debug=None,  # DEBUG as the environment sets it (on by default in development)
+            REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            DRAMATIQ_NAMESPACE=f"hubsite-bench-{secrets.token_hex(4)}",
+            HUBSITE_DATA_DIR=str(scratch / "data"),
+            TRAINING_HEARTBEAT_INTERVAL_SECONDS="1",
+            WORKER_PRESENCE_INTERVAL_SECONDS="1",
+            S3_BUCKET="",
+        )
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
         bare, platform = _compare(args, scratch)
         claim_ms = _claim_latency(args, scratch)
-    finally:
-        _drop_database()
 
     bare_median, platform_median = statistics.median(bare), statistics.median(platform)
     print(
@@ -84,20 +73,6 @@ def main() -> None:
     )
     print(f"claim_latency_ms={claim_ms:.0f}")
     print(f"overhead_ratio={platform_median / bare_median:.4f}")
-
-
-def _create_database() -> str:
-    with psycopg.connect(SERVER_URL, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    return SERVER_URL.rsplit("/", 1)[0] + f"/{BENCH_DB}"
-
-
-def _drop_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(SERVER_URL, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 def _compare(args: argparse.Namespace, scratch: Path) -> tuple[list[float], list[float]]:

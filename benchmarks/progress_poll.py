@@ -1,6 +1,6 @@
 """The live Train panel under load: 50 browsers polling a 300-epoch session.
 
-    .venv/bin/python benchmarks/progress_poll.py [--pollers 50] [--seconds 20] [--interval 2] [--workers 3]
+    .venv/bin/python -m benchmarks.progress_poll [--pollers 50] [--seconds 20] [--interval 2] [--workers 3]
 
 Builds a model that has completed 300 of 400 epochs in a session that is still
 training (300 epoch records with the engine's metrics, 300 held and captured
@@ -46,11 +46,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
+from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-SERVER_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-BENCH_DB = f"hubsite_bench_{secrets.token_hex(4)}"
 EPOCHS_DONE = 300
 TARGET_EPOCHS = 400
 EXPECTED_TEXT = b"75% Training in progress. Checkpoint saved for epoch 300."
@@ -73,44 +70,17 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="hubsite-bench-"))
-    database_url = _create_database()
-    os.environ.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        DRAMATIQ_NAMESPACE=f"hubsite-bench-{secrets.token_hex(4)}",
-        HUBSITE_DATA_DIR=str(scratch / "data"),
-        DJANGO_SETTINGS_MODULE="hubsite.settings",
-        S3_BUCKET="",
-        DEBUG="0",
-    )
-    sys.path.insert(0, str(BASE_DIR))
-    server: subprocess.Popen[bytes] | None = None
     try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        started = time.monotonic()
-        path, cookie = _build_session(scratch)
-        print(f"built a {EPOCHS_DONE}-epoch session in {time.monotonic() - started:.1f} s; panel {path}", flush=True)
-        queries = _count_queries(path)
-        print(f"one render of the panel: {queries} SQL queries", flush=True)
-        port = _free_port()
-        server = _start_server(args, port, scratch / "gunicorn.log")
-        _wait_until_serving(port, path, cookie, server, scratch / "gunicorn.log")
-        print(f"gunicorn on 127.0.0.1:{port}: {args.workers} workers x {args.threads} threads", flush=True)
-        warm_up = _poll(argparse.Namespace(pollers=2 * args.workers * args.threads, seconds=2.0, interval=0.0),
-                        port, path, cookie)  # fmt: skip
-        print(f"warm-up: {len(warm_up.latencies_ms)} polls in 2 s, not counted", flush=True)
-        print(f"load before polling: {_load()}", flush=True)
-        results = _poll(args, port, path, cookie)
-        print(f"load after polling: {_load()}", flush=True)
+        with throwaway_database() as database_url:
+            setup_django(
+                database_url,
+                REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                DRAMATIQ_NAMESPACE=f"hubsite-bench-{secrets.token_hex(4)}",
+                HUBSITE_DATA_DIR=str(scratch / "data"),
+                S3_BUCKET="",
+            )
+            results, queries = _measure(args, scratch)
     finally:
-        if server is not None:
-            _stop_server(server)
-        _drop_database()
         shutil.rmtree(scratch, ignore_errors=True)
 
     if results.failures:
@@ -126,18 +96,31 @@ def main() -> None:
     print(f"p50_ms={centiles[49]:.1f} p99_ms={centiles[98]:.1f} queries={queries}")
 
 
-def _create_database() -> str:
-    with psycopg.connect(SERVER_URL, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    return SERVER_URL.rsplit("/", 1)[0] + f"/{BENCH_DB}"
+def _measure(args: argparse.Namespace, scratch: Path) -> tuple[Results, int]:
+    """Migrate, build the session, serve it with gunicorn and poll it; the polls'
+    results and the panel's query count."""
+    from django.core.management import call_command
 
-
-def _drop_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(SERVER_URL, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+    call_command("migrate", verbosity=0)
+    started = time.monotonic()
+    path, cookie = _build_session(scratch)
+    print(f"built a {EPOCHS_DONE}-epoch session in {time.monotonic() - started:.1f} s; panel {path}", flush=True)
+    queries = _count_queries(path)
+    print(f"one render of the panel: {queries} SQL queries", flush=True)
+    port = _free_port()
+    server = _start_server(args, port, scratch / "gunicorn.log")
+    try:
+        _wait_until_serving(port, path, cookie, server, scratch / "gunicorn.log")
+        print(f"gunicorn on 127.0.0.1:{port}: {args.workers} workers x {args.threads} threads", flush=True)
+        warm_up = _poll(argparse.Namespace(pollers=2 * args.workers * args.threads, seconds=2.0, interval=0.0),
+                        port, path, cookie)  # fmt: skip
+        print(f"warm-up: {len(warm_up.latencies_ms)} polls in 2 s, not counted", flush=True)
+        print(f"load before polling: {_load()}", flush=True)
+        results = _poll(args, port, path, cookie)
+        print(f"load after polling: {_load()}", flush=True)
+    finally:
+        _stop_server(server)
+    return results, queries
 
 
 def _build_session(scratch: Path) -> tuple[str, str]:
