@@ -27,7 +27,7 @@ from tests.stripe_fixtures import (
     stripe_emulator_fixture,
     stripe_live_fixture,
 )
-from tests.training_fixtures import FAST_WORKER_ENV
+from tests.training_fixtures import FAST_WORKER_ENV, ensure_instance_types
 from training.engine.presence import live_queues
 from training.synthetic import write_synthetic_dataset
 
@@ -48,7 +48,7 @@ CHROMIUM_FLAGS = [
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.training,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)"),
 ]
 
@@ -87,6 +87,7 @@ def test_a_new_user_trains_a_model_from_sign_up_to_downloads(
     from playwright.sync_api import Page, expect
 
     assert isinstance(page, Page)
+    ensure_instance_types()
     start_worker("default", "train.cpu", extra_env=FAST_WORKER_ENV)
     wait_for(lambda: "train.cpu" in live_queues(), timeout=30)
     base = live_server.url

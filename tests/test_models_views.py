@@ -11,8 +11,9 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from hubsite.models import User
 from tests.datasets_fixtures import ready_dataset
+from tests.training_fixtures import cpu_instance
 from training.datasets import storage_put
-from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
+from training.models import Dataset, EpochRecord, TrainingSession, YoloModel
 
 pytestmark = pytest.mark.django_db
 
@@ -215,8 +216,7 @@ def test_an_unknown_tab_is_404(owner_client: Client, model: YoloModel) -> None:
 
 
 def test_the_metrics_tab_lists_epoch_records(owner_client: Client, user: User, model: YoloModel) -> None:
-    instance = InstanceType.objects.order_by("pk").first()
-    assert instance is not None
+    instance = cpu_instance()
     session = TrainingSession.objects.create(
         model=model, owner=user, instance_type=instance, target_epochs=3, status=TrainingSession.Status.TRAINING
     )

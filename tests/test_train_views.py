@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hubsite.models import User
-from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
+from tests.training_fixtures import cpu_instance, ensure_instance_types, fund, make_model, make_ready_dataset
 from training.engine.presence import announce
 from training.models import EpochRecord, TrainingSession, YoloModel
 
@@ -25,6 +25,7 @@ Status = TrainingSession.Status
 
 @pytest.fixture
 def model(user: User, tmp_path: Path) -> YoloModel:
+    ensure_instance_types()
     return make_model(user, make_ready_dataset(user, tmp_path), epochs=3)
 
 

@@ -15,14 +15,14 @@ from django.db import connection
 
 from hubsite.models import User
 from tests.conftest import WorkerFactory, wait_for
-from tests.training_fixtures import cpu_instance, fast_workers, fund, make_model, make_ready_dataset
+from tests.training_fixtures import cpu_instance, fast_workers, fund, instance_type, make_model, make_ready_dataset
 from training import sessions
 from training.engine.presence import live_queues
-from training.models import EpochRecord, InstanceType, TrainingSession, YoloModel
+from training.models import EpochRecord, TrainingSession, YoloModel
 
 __all__ = ["fast_workers"]  # a fixture, imported for pytest
 
-pytestmark = [pytest.mark.training, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.training, pytest.mark.django_db(transaction=True)]
 
 Status = TrainingSession.Status
 
@@ -174,7 +174,7 @@ def test_a_start_for_an_instance_type_without_a_live_worker_is_refused(
 ) -> None:
     fund(user)
     model = make_model(user, make_ready_dataset(user, tmp_path), epochs=1)
-    gpu = InstanceType.objects.get(slug="a100-80gb")
+    gpu = instance_type("a100-80gb")
     with pytest.raises(sessions.StartRefused, match="No A100 80GB worker is online"):
         sessions.start_session(user, model, sessions.StartRequest(instance_type=gpu))
     assert not TrainingSession.objects.exists()
@@ -198,7 +198,7 @@ def test_a_training_that_cannot_run_fails_with_its_reason_and_log(
 def test_two_training_workers_on_different_queues_train_at_once(
     user: User, outsider: User, tmp_path: Path, start_worker: WorkerFactory, fast_workers: dict[str, str]
 ) -> None:
-    gpu = InstanceType.objects.get(slug="rtx-4090")
+    gpu = instance_type("rtx-4090")
     # Both workers run on this machine's CPU; what matters is that each one fetches
     # the dataset from storage into its own cache, not from the web server's disk.
     start_worker("train.cpu", extra_env={**fast_workers, "DATASET_CACHE_DIR": str(tmp_path / "cache-a")})

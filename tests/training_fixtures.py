@@ -3,10 +3,12 @@ model on it, a funded account, and fast heartbeat/reaper settings for workers.""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.files import File
 from django.core.files.storage import default_storage
 
@@ -59,5 +61,18 @@ def fund(user: User, dollars: int = 20) -> None:
     billing.adjust(account.pk, dollars * 1_000_000, staff_user=None, reason="test credit")
 
 
+def ensure_instance_types() -> None:
+    """The instance types the data migration seeds. A transactional test's flush
+    empties every table, so tests that need them call this (or ``instance_type``)."""
+    seed = importlib.import_module("training.migrations.0002_seed_instance_types").seed
+    seed(django_apps, None)
+
+
+def instance_type(slug: str) -> InstanceType:
+    if not InstanceType.objects.filter(slug=slug).exists():
+        ensure_instance_types()
+    return InstanceType.objects.get(slug=slug)
+
+
 def cpu_instance() -> InstanceType:
-    return InstanceType.objects.get(slug="cpu")
+    return instance_type("cpu")
