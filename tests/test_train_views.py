@@ -232,3 +232,24 @@ def test_exports_are_queued_from_the_artifacts_tab(
     assert "ONNX of epoch 1: pending" in " ".join(page.split())
     assert owner_client.post(url("export", model, export_format="tflite")).status_code == 302
     assert model.exports.count() == 1
+
+
+def test_a_paused_session_says_what_the_balance_lacks_and_offers_a_top_up(
+    owner_client: Client, model: YoloModel
+) -> None:
+    with_epochs(model, 2, status=Status.PAUSED)  # the account holds US$0.00
+    YoloModel.objects.filter(pk=model.pk).update(last_checkpoint=f"{model.storage_prefix}/checkpoints/epoch-0002.pt")
+    body = " ".join(owner_client.get(url("train_panel", model)).content.decode().split())
+    assert "Paused after epoch 2: your balance does not cover the next epoch." in body
+    assert "Resume needs at least US$5.00 available; you have US$0.00." in body
+    assert reverse("stripe_top_up") in body
+    assert "Resume Training from epoch 3" in body
+
+
+def test_a_queued_session_says_why_it_waits(owner_client: Client, user: User, model: YoloModel, tmp_path: Path) -> None:
+    other = make_model(user, make_ready_dataset(user, tmp_path / "o"), epochs=3)
+    with_epochs(other, 1)  # training on the only CPU worker
+    TrainingSession.objects.create(model=model, owner=user, instance_type=cpu_instance(), target_epochs=3)
+    body = " ".join(owner_client.get(url("train_panel", model)).content.decode().split())
+    assert "Queued for CPU (demo): position 1 in its queue." in body
+    assert "Its workers are busy with 1 other session; it starts when one is free." in body

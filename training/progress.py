@@ -10,8 +10,8 @@ from django.db.models import Avg, Count, Max, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from billing.models import LedgerLine
-from billing.services import epoch_cost_micros, expected_epoch_cost
-from training.models import EpochRecord, InstanceType, TrainingSession, YoloModel
+from billing.services import account_for, epoch_cost_micros, expected_epoch_cost
+from training.models import EpochRecord, TrainingSession, YoloModel
 
 Status = TrainingSession.Status
 
@@ -28,6 +28,8 @@ class Progress:
     cost_so_far_micros: int  # this session's charges (Epochs) or its prepayment less refund (Timed)
     estimated_to_finish_micros: int | None
     queue_position: int | None
+    busy_sessions: int | None  # queued: sessions this instance type's workers are busy with
+    available_micros: int | None  # paused: the owner's balance less open holds
     last_epoch_at: datetime | None
 
     @property
@@ -77,6 +79,8 @@ def session_progress(session: TrainingSession) -> Progress:
         cost_so_far_micros=session_cost_micros(session),
         estimated_to_finish_micros=estimate,
         queue_position=queue_position(session) if session.status == Status.QUEUED else None,
+        busy_sessions=busy_sessions(session.instance_type_id) if session.status == Status.QUEUED else None,
+        available_micros=available_balance(session) if session.status == Status.PAUSED else None,
         last_epoch_at=epochs["last"],
     )
 
@@ -100,10 +104,15 @@ def queue_position(session: TrainingSession) -> int:
     return ahead + 1
 
 
-def busy_workers_ahead(instance_type: InstanceType) -> int:
+def busy_sessions(instance_type_id: int) -> int:
     return TrainingSession.objects.filter(
-        instance_type=instance_type, status__in=(Status.INITIALIZING, Status.TRAINING, Status.STOPPING)
+        instance_type_id=instance_type_id, status__in=(Status.INITIALIZING, Status.TRAINING, Status.STOPPING)
     ).count()
+
+
+def available_balance(session: TrainingSession) -> int:
+    account = account_for(session.owner)
+    return account.balance_micros - account.held_micros
 
 
 def recent_models(user_id: int, limit: int) -> list[tuple[YoloModel, str]]:
