@@ -139,11 +139,6 @@ def require_start_balance(account: Account) -> None:
         )
 
 
-def open_holds_total(account: Account) -> int:
-    total = Hold.objects.filter(account=account, status=Hold.Status.OPEN).aggregate(total=Sum("amount_micros"))["total"]
-    return int(total or 0)
-
-
 # --- Epochs mode: hold, capture, release ----------------------------------------------
 
 

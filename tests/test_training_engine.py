@@ -77,6 +77,7 @@ def test_a_session_trains_to_completion_recording_each_epoch_once(
     assert default_storage.exists(last)
     assert best.startswith(model.storage_prefix)
     assert "[hubsite] epoch 3/3 completed" in session.log_tail
+    assert "\x1b[" not in session.log_tail  # colour codes stripped for the console
 
 
 def test_stop_mid_epoch_then_resume_completes_every_epoch_exactly_once(

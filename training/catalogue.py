@@ -230,10 +230,6 @@ def training_keys() -> frozenset[str]:
     return frozenset(keys)
 
 
-def user_settable_keys() -> list[str]:
-    return sorted(training_keys() - PLATFORM_CONTROLLED_ARGS - set(BASE_ARGS))
-
-
 def parse_custom_args(text: str) -> dict[str, Any]:
     """``key=value`` lines (``key: value`` works too; ``#`` starts a comment). Values are
     read as YAML scalars: 0.01, true, [0, 1], SGD."""
@@ -258,10 +254,6 @@ def parse_custom_args(text: str) -> dict[str, Any]:
     if errors:
         raise TrainArgsError(errors)
     return result
-
-
-def format_custom_args(args: dict[str, Any]) -> str:
-    return "\n".join(f"{key}={json.dumps(value)}" for key, value in args.items() if key not in BASE_ARGS)
 
 
 def validate_train_args(raw: dict[str, Any]) -> dict[str, Any]:

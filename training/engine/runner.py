@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -45,6 +46,7 @@ from training.models import EpochRecord, TrainingSession, YoloModel
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 300
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # ultralytics colours its log lines
 
 
 class SessionInterrupted(Exception):
@@ -73,7 +75,7 @@ class LogTail(logging.Handler):
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        for line in self.format(record).splitlines():
+        for line in ANSI_ESCAPE.sub("", self.format(record)).splitlines():
             self.lines.append(line.rstrip())
         self.version += 1
 
