@@ -384,6 +384,8 @@ def run_tests(pytest_args: list[str]) -> int:
         data_dir = Path(scratch)
         running.env["HUBSITE_DATA_DIR"] = str(data_dir / "data")
         running.env["DRAMATIQ_NAMESPACE"] = f"hubsite-test-{secrets.token_hex(4)}"
+        # Live-server threads must not keep connections open, or the test database cannot be dropped.
+        running.env["DATABASE_CONN_MAX_AGE"] = "0"
         try:
             ensure_postgres(running, data_dir)
             ensure_redis(running, data_dir)

@@ -89,7 +89,13 @@ TEMPLATES = [
 # never block the writer, IMMEDIATE so a transaction takes the write lock up front.
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    }
 elif PRODUCTION:
     DATABASES = {"default": dj_database_url.parse(env_required("DATABASE_URL"))}
 else:
