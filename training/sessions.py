@@ -132,13 +132,12 @@ def request_stop(session: TrainingSession) -> str:
     A queued session, or one whose worker stopped sending heartbeats, ends at once;
     a running one is asked to stop and its worker ends it within seconds."""
     now = timezone.now()
-    if _transition(
+    if _end_session(
         session.pk, (Status.QUEUED,), Status.STOPPED, detail="Stopped before it started", stop_requested_at=now
     ):
-        settle_session(session.pk)
         return Status.STOPPED
     stale = Q(heartbeat_at__lt=now - stale_before())  # claim sets heartbeat_at, so it is never empty here
-    if _transition(
+    if _end_session(
         session.pk,
         WORKER_OWNED,
         Status.STOPPED,
@@ -146,7 +145,6 @@ def request_stop(session: TrainingSession) -> str:
         detail="Stopped; its worker was gone",
         stop_requested_at=now,
     ):
-        settle_session(session.pk)
         return Status.STOPPED
     TrainingSession.objects.filter(pk=session.pk, status__in=(Status.INITIALIZING, Status.TRAINING)).update(
         status=Status.STOPPING, stop_requested_at=now, status_detail="Stopping after the current batch"
@@ -154,7 +152,7 @@ def request_stop(session: TrainingSession) -> str:
     return TrainingSession.objects.values_list("status", flat=True).get(pk=session.pk)
 
 
-def _transition(
+def _end_session(
     session_id: int,
     sources: tuple[str, ...],
     target: str,
@@ -164,13 +162,17 @@ def _transition(
     reason: str = "",
     **fields: Any,
 ) -> bool:
-    """Move a session from one of ``sources`` to the final status ``target`` (one UPDATE)."""
+    """Move a session from one of ``sources`` to the final status ``target`` and settle
+    its money, in one transaction. False (and nothing changed) if it was not in ``sources``."""
     query = TrainingSession.objects.filter(pk=session_id, status__in=sources)
     if extra is not None:
         query = query.filter(extra)
-    changed = query.update(
-        status=target, status_detail=detail, failure_reason=reason, finished_at=timezone.now(), **fields
-    )
+    with transaction.atomic():
+        changed = query.update(
+            status=target, status_detail=detail, failure_reason=reason, finished_at=timezone.now(), **fields
+        )
+        if changed == 1:
+            settle_session(session_id)
     return changed == 1
 
 
@@ -234,22 +236,11 @@ def heartbeat(session_id: int, worker_id: str, log_tail: str | None) -> tuple[bo
 def finish(
     session_id: int, worker_id: str, status: str, *, detail: str = "", reason: str = "", log_tail: str | None = None
 ) -> bool:
-    """End a session this worker owns with a final status, then settle its money."""
-    fields: dict[str, object] = {
-        "status": status,
-        "status_detail": detail,
-        "failure_reason": reason,
-        "finished_at": timezone.now(),
-    }
-    if log_tail is not None:
-        fields["log_tail"] = log_tail
-    done = (
-        TrainingSession.objects.filter(pk=session_id, worker_id=worker_id, status__in=WORKER_OWNED).update(**fields)
-        == 1
+    """End a session this worker owns with a final status and settle its money."""
+    fields = {} if log_tail is None else {"log_tail": log_tail}
+    return _end_session(
+        session_id, WORKER_OWNED, status, extra=Q(worker_id=worker_id), detail=detail, reason=reason, **fields
     )
-    if done:
-        settle_session(session_id)
-    return done
 
 
 def settle_session(session_id: int) -> None:
@@ -275,30 +266,31 @@ def reap_stale_sessions() -> int:
         "pk", "status", "attempts", "instance_type__slug"
     ):
         if status == Status.STOPPING:
-            if _transition(session_id, (Status.STOPPING,), Status.STOPPED, detail="Stopped; its worker was gone"):
-                settle_session(session_id)
+            _end_session(session_id, (Status.STOPPING,), Status.STOPPED, detail="Stopped; its worker was gone")
         elif attempts >= settings.TRAINING_MAX_ATTEMPTS:
             reason = (
                 f"The worker was lost {attempts} times, so the session was stopped for good. "
                 "Your completed epochs and their weights are kept; Resume continues from the last checkpoint."
             )
-            if _transition(session_id, WORKER_OWNED, Status.FAILED, extra=Q(attempts=attempts), reason=reason):
-                settle_session(session_id)
-        else:
-            requeued = (
-                TrainingSession.objects.filter(pk=session_id, status=status, attempts=attempts).update(
-                    status=Status.QUEUED,
-                    worker_id="",
-                    status_detail="The worker was lost; resuming from the last checkpoint on another worker",
-                )
-                == 1
-            )
-            if requeued:
-                billing.release_holds(session_id)
-                logger.warning("requeued session %s after its worker went silent", session_id)
-                enqueue_training(session_id, f"train.{queue_slug}")
-                reaped += 1
+            _end_session(session_id, WORKER_OWNED, Status.FAILED, extra=Q(attempts=attempts), reason=reason)
+        elif _requeue(session_id, status, attempts, f"train.{queue_slug}"):
+            logger.warning("requeued session %s after its worker went silent", session_id)
+            reaped += 1
     return reaped
+
+
+def _requeue(session_id: int, status: str, attempts: int, queue_name: str) -> bool:
+    """Put a session whose worker was lost back in its queue (its open hold released)."""
+    with transaction.atomic():
+        requeued = TrainingSession.objects.filter(pk=session_id, status=status, attempts=attempts).update(
+            status=Status.QUEUED,
+            worker_id="",
+            status_detail="The worker was lost; resuming from the last checkpoint on another worker",
+        )
+        if requeued:
+            billing.release_holds(session_id)
+            transaction.on_commit(lambda: enqueue_training(session_id, queue_name))
+    return requeued == 1
 
 
 def resume_paused_after_top_up(user_id: int, **signal_kwargs: object) -> TrainingSession | None:
