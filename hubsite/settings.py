@@ -1,6 +1,6 @@
 """hubsite settings: one module, every deployment-specific value from the environment.
 
-HUBSITE_ENV selects the mode: ``development`` (default; DEBUG on, SQLite allowed,
+HUBSITE_ENV selects the mode: ``development`` (default; DEBUG on, a local database allowed,
 console e-mail) or ``production`` (secret key, hosts and HTTPS required, passes
 ``manage.py check --deploy`` cleanly).
 """
@@ -20,6 +20,8 @@ django_stubs_ext.monkeypatch()
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("HUBSITE_DATA_DIR", str(BASE_DIR / ".data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+LOCAL_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/hubsite"
 
 HUBSITE_ENV = env_choice("HUBSITE_ENV", ("development", "production"), "development")
 PRODUCTION = HUBSITE_ENV == "production"
@@ -84,32 +86,16 @@ TEMPLATES = [
     },
 ]
 
-# Database: DATABASE_URL (PostgreSQL in production and in the test suite). Without
-# it, a SQLite file in the data dir serves the one-command demo: WAL so readers
-# never block the writer, IMMEDIATE so a transaction takes the write lock up front.
-DATABASE_URL = env_str("DATABASE_URL")
-if DATABASE_URL:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL,
-            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-            conn_health_checks=True,
-        )
-    }
-elif PRODUCTION:
-    DATABASES = {"default": dj_database_url.parse(env_required("DATABASE_URL"))}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(DATA_DIR / "hubsite.sqlite3"),
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-        }
-    }
+# Database: PostgreSQL only (billing's per-epoch verbs are PostgreSQL functions).
+# scripts/run and scripts/test start one and set DATABASE_URL when none is named;
+# in development a bare ``manage.py`` uses the conventional local server.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_required("DATABASE_URL") if PRODUCTION else env_str("DATABASE_URL", LOCAL_DATABASE_URL),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "hubsite.User"
