@@ -16,29 +16,32 @@ The rules (docs/billing.md has the long form):
 - Each epoch is charged once (unique key on session and epoch); a second call of
   ``capture_epoch`` returns the first line. Prepayment, refund and top-up are
   idempotent the same way.
+
+The two verbs that run for every epoch, ``hold_epoch`` and ``capture_epoch``, are
+PostgreSQL functions (``billing/migrations/0005_epoch_billing_functions.py``) that
+follow these rules; one call each is one round trip and one transaction, which is
+what the charges benchmark needs (docs/benchmarks.md, "Epoch charges").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import Account, Hold, LedgerLine
 from billing.money import MICROS_PER_CENT, format_usd
 from billing.signals import balance_credited
-from training.models import EpochRecord, InstanceType, TrainingSession
+from training.models import TrainingSession
 
 if TYPE_CHECKING:
     from hubsite.models import User
 
 MS_PER_HOUR = 3_600_000
 SECONDS_PER_HOUR = 3_600
-RECENT_EPOCHS_FOR_ESTIMATE = 3
 
 Kind = LedgerLine.Kind
 
@@ -76,38 +79,16 @@ def expected_epoch_cost(session: TrainingSession) -> int:
 
     The longest of the session's last three epochs; for a session that has none yet,
     the longest of the model's last three epochs on the same instance type (a resume);
-    else the instance type's ``reference_epoch_seconds``."""
+    else the instance type's ``reference_epoch_seconds``. The same PostgreSQL
+    function as ``hold_epoch`` decides it (``billing_expected_epoch_ms``)."""
     instance_type = session.instance_type
-    return _expected_cost(
-        session.pk,
-        session.model_id,
-        session.instance_type_id,
-        instance_type.reference_epoch_seconds,
-        instance_type.price_per_hour_micros,
-    )
-
-
-def _expected_cost(
-    session_id: int, model_id: int, instance_type_id: int, reference_epoch_seconds: int, price_per_hour_micros: int
-) -> int:
-    longest = _scalar(f"SELECT {_RECENT_DURATION_SQL}", [session_id, model_id, instance_type_id])
-    return _cost_from_recent(longest, reference_epoch_seconds, price_per_hour_micros)
-
-
-def _cost_from_recent(longest_ms: int | None, reference_epoch_seconds: int, price_per_hour_micros: int) -> int:
-    duration_ms = int(longest_ms) if longest_ms is not None else reference_epoch_seconds * 1000
-    return epoch_cost_micros(duration_ms, price_per_hour_micros)
-
-
-# The longest of the session's last three epochs, else of the model's last three on the
-# same instance type; NULL when neither has any. Parameters: session, model, instance type.
-_RECENT_DURATION_SQL = (
-    f"COALESCE((SELECT MAX(d) FROM (SELECT duration_ms AS d FROM {EpochRecord._meta.db_table} "  # noqa: S608
-    f"WHERE session_id = %s ORDER BY epoch DESC LIMIT {RECENT_EPOCHS_FOR_ESTIMATE}) recent), "
-    f"(SELECT MAX(d) FROM (SELECT r.duration_ms AS d FROM {EpochRecord._meta.db_table} r "
-    f"JOIN {TrainingSession._meta.db_table} o ON o.id = r.session_id WHERE r.model_id = %s "
-    f"AND o.instance_type_id = %s ORDER BY r.epoch DESC LIMIT {RECENT_EPOCHS_FOR_ESTIMATE}) earlier))"
-)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT billing_expected_epoch_ms(%s, %s, %s, %s)",
+            [session.pk, session.model_id, instance_type.pk, instance_type.reference_epoch_seconds],
+        )
+        duration_ms = int(cursor.fetchone()[0])
+    return epoch_cost_micros(duration_ms, instance_type.price_per_hour_micros)
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -142,167 +123,60 @@ def require_start_balance(account: Account) -> None:
 # --- Epochs mode: hold, capture, release ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Locked:
-    """A session's owner's account, row-locked, and what billing needs of the session."""
-
-    account: Account
-    mode: str
-    price_per_hour_micros: int
-    model_id: int
-    instance_type_id: int
-    reference_epoch_seconds: int
-
-
-_ACCOUNT_COLUMNS = [field.column for field in Account._meta.concrete_fields]
-
-
-def _lock_for_session(session_id: int) -> _Locked:
-    """Lock the account of the session's owner and read the session's billing facts.
-
-    One plain SQL statement: this runs twice per epoch for every training session,
-    and the ORM's query building cost more than the database work (see
-    docs/benchmarks.md). SQLite (the demo) has no FOR UPDATE; its IMMEDIATE
-    transactions take the write lock at BEGIN instead."""
-    columns = ", ".join(f"a.{column}" for column in _ACCOUNT_COLUMNS)
-    sql = (
-        f"SELECT {columns}, s.mode, t.price_per_hour_micros, s.model_id, s.instance_type_id, "  # noqa: S608
-        f"t.reference_epoch_seconds FROM {Account._meta.db_table} a "
-        f"JOIN {TrainingSession._meta.db_table} s ON s.owner_id = a.user_id "
-        f"JOIN {InstanceType._meta.db_table} t ON t.id = s.instance_type_id WHERE s.id = %s"
-    )
-    if connection.features.has_select_for_update:
-        sql += " FOR UPDATE OF a"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [session_id])
-        row = cursor.fetchone()
-    if row is None:  # no account yet (a user from before billing), or no such session (.get raises)
-        _lock_user_account(TrainingSession.objects.values_list("owner_id", flat=True).get(pk=session_id))
-        return _lock_for_session(session_id)
-    width = len(_ACCOUNT_COLUMNS)
-    account = Account.from_db(connection.alias, [f.attname for f in Account._meta.concrete_fields], row[:width])
-    mode, price, model_id, instance_type_id, reference_seconds = row[width:]
-    return _Locked(account, mode, price, model_id, instance_type_id, reference_seconds)
-
-
-def _epoch_state(locked: _Locked, session_id: int, epoch: int) -> tuple[int | None, str | None, bool, int | None]:
-    """(hold id, hold status, already charged, longest recent epoch ms) for one epoch,
-    in one statement, read after the lock."""
-    hold, line = Hold._meta.db_table, LedgerLine._meta.db_table
-    sql = (
-        f"SELECT (SELECT id FROM {hold} WHERE session_id = %s AND epoch = %s), "  # noqa: S608
-        f"(SELECT status FROM {hold} WHERE session_id = %s AND epoch = %s), "
-        f"EXISTS (SELECT 1 FROM {line} WHERE kind = %s AND session_id = %s AND epoch = %s), "
-        f"{_RECENT_DURATION_SQL}"
-    )
-    params: list[int | str] = [session_id, epoch, session_id, epoch, Kind.EPOCH_CHARGE, session_id, epoch]
-    params += [session_id, locked.model_id, locked.instance_type_id]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        hold_id, status, charged, longest = cursor.fetchone()
-    return hold_id, status, bool(charged), longest
-
-
 def hold_epoch(session_id: int, epoch: int) -> bool:
-    """Reserve the expected cost of ``epoch`` before it starts (its own transaction).
+    """Reserve the expected cost of ``epoch`` before it starts (its own transaction,
+    or the caller's).
 
     True when the epoch may run: a hold is open (new or from an earlier call), the
     epoch was already charged, or the session is Timed (prepaid). False, and no hold,
-    when the available balance cannot cover the expected cost: the engine pauses."""
-    with transaction.atomic():
-        locked = _lock_for_session(session_id)
-        if locked.mode == TrainingSession.Mode.TIMED:
-            return True
-        account = locked.account
-        hold_id, hold_status, charged, longest_ms = _epoch_state(locked, session_id, epoch)
-        if charged or hold_status in (Hold.Status.OPEN, Hold.Status.CAPTURED):
-            return True  # a repeated call, or already charged: nothing more to reserve
-        cost = _cost_from_recent(longest_ms, locked.reference_epoch_seconds, locked.price_per_hour_micros)
-        if account.balance_micros - account.held_micros < cost:
-            return False
-        held = account.held_micros + cost
-        if hold_id is None:
-            hold = Hold(account=account, session_id=session_id, epoch=epoch, amount_micros=cost)
-            _insert(hold, then_save=account, held_micros=held)
-        else:  # released earlier (a crash before the epoch completed), needed again on redelivery
-            Hold.objects.filter(pk=hold_id).update(status=Hold.Status.OPEN, amount_micros=cost, closed_at=None)
-            _save_account(account, held_micros=held)
-        return True
+    when the available balance cannot cover the expected cost: the engine pauses.
+    One call of the PostgreSQL function ``billing_hold_epoch`` (migration 0005)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT billing_hold_epoch(%s, %s)", [session_id, epoch])
+        may_run = cursor.fetchone()[0]
+    if may_run is None:  # the owner has no account yet
+        _account_of_session_owner(session_id)
+        return hold_epoch(session_id, epoch)
+    return bool(may_run)
+
+
+# The function returns ledger rows; select their columns in the model's field order.
+_LINE_FIELD_NAMES = [field.attname for field in LedgerLine._meta.concrete_fields]
+_LINE_COLUMNS = ", ".join(str(field.column) for field in LedgerLine._meta.concrete_fields)
+_CAPTURE_EPOCH_SQL = f"SELECT {_LINE_COLUMNS} FROM billing_capture_epoch(%s, %s, %s)"  # noqa: S608 - column names
 
 
 def capture_epoch(session_id: int, epoch: int, duration_ms: int) -> LedgerLine | None:
-    """Charge a completed epoch at its actual cost and close its hold (own transaction).
+    """Charge a completed epoch at its actual cost and close its hold (its own
+    transaction, or the caller's).
 
     Idempotent: a second call for the same session and epoch returns the first line.
     A cost above the balance writes off the shortfall first (its own line). Timed
-    sessions are prepaid: nothing is charged and None is returned."""
-    with transaction.atomic():
-        locked = _lock_for_session(session_id)
-        if locked.mode == TrainingSession.Mode.TIMED:
-            return None
-        account = locked.account
-        held = account.held_micros
-        captured = _capture_open_hold(session_id, epoch)
-        if captured is None:
-            # No open hold: either a redelivery of a charged epoch (return its line) or
-            # an epoch that ran without a hold. An open hold proves it was not charged:
-            # a capture closes the hold in the same transaction as the charge.
-            existing = LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE, session_id=session_id, epoch=epoch).first()
-            if existing is not None:
-                return existing
-        else:
-            held -= captured
-        cost = epoch_cost_micros(duration_ms, locked.price_per_hour_micros)
-        reference = f"session {session_id} epoch {epoch}"
-        balance = account.balance_micros
-        shortfall = cost - balance
-        if shortfall > 0:
-            balance += shortfall
-            write_off = LedgerLine(
-                account=account,
-                kind=Kind.WRITE_OFF,
-                amount_micros=shortfall,
-                balance_after_micros=balance,
-                session_id=session_id,
-                epoch=epoch,
-                reference=reference,
-                reason="The balance could not cover the whole epoch; the rest is written off.",
-            )
-            _insert(write_off)
-        balance -= cost
-        charge = LedgerLine(
-            account=account,
-            kind=Kind.EPOCH_CHARGE,
-            amount_micros=-cost,
-            balance_after_micros=balance,
-            session_id=session_id,
-            epoch=epoch,
-            duration_ms=duration_ms,
-            price_per_hour_micros=locked.price_per_hour_micros,
-            reference=reference,
-        )
-        _insert(charge, then_save=account, balance_micros=balance, held_micros=max(0, held))
-        return charge
-
-
-def _capture_open_hold(session_id: int, epoch: int) -> int | None:
-    """Mark the open hold of (session, epoch) captured; its amount, or None if none was
-    open. One statement (UPDATE ... RETURNING, PostgreSQL and SQLite alike)."""
-    table = Hold._meta.db_table
+    sessions are prepaid: nothing is charged and None is returned. One call of the
+    PostgreSQL function ``billing_capture_epoch`` (migration 0005)."""
+    if duration_ms < 0:
+        raise ValueError("duration must not be negative")
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, closed_at = %s "  # noqa: S608 - table name from the model
-            "WHERE session_id = %s AND epoch = %s AND status = %s RETURNING amount_micros",
-            [Hold.Status.CAPTURED, timezone.now(), session_id, epoch, Hold.Status.OPEN],
-        )
+        cursor.execute(_CAPTURE_EPOCH_SQL, [session_id, epoch, duration_ms])
         row = cursor.fetchone()
-    return None if row is None else int(row[0])
+    if row is not None:
+        return LedgerLine.from_db(connection.alias, _LINE_FIELD_NAMES, row)
+    if not Account.objects.filter(user__training_sessions=session_id).exists():  # the owner has no account yet
+        _account_of_session_owner(session_id)
+        return capture_epoch(session_id, epoch, duration_ms)
+    return None  # a Timed session
+
+
+def _account_of_session_owner(session_id: int) -> Account:
+    owner_id = TrainingSession.objects.values_list("owner_id", flat=True).get(pk=session_id)
+    account, _ = Account.objects.get_or_create(user_id=owner_id)
+    return account
 
 
 def release_holds(session_id: int) -> None:
     """Release every open hold of a session (stop, fail, pause, crash). Idempotent."""
     with transaction.atomic():
-        account = _lock_for_session(session_id).account
+        account = _lock_session_owner_account(session_id)
         holds = Hold.objects.filter(session_id=session_id, status=Hold.Status.OPEN)
         total = int(holds.aggregate(total=Sum("amount_micros"))["total"] or 0)
         if not holds.update(status=Hold.Status.RELEASED, closed_at=timezone.now()):
@@ -350,7 +224,7 @@ def refund_timed(session_id: int, used_seconds: int) -> LedgerLine | None:
     it is zero (the line marks the session settled); a second call returns it. None
     when the session has no prepayment."""
     with transaction.atomic():
-        account = _lock_for_session(session_id).account
+        account = _lock_session_owner_account(session_id)
         existing = LedgerLine.objects.filter(kind=Kind.TIMED_REFUND, session_id=session_id).first()
         if existing is not None:
             return existing
@@ -440,82 +314,29 @@ def _require_transaction(name: str) -> None:
         raise RuntimeError(f"{name} must run inside transaction.atomic()")
 
 
+def _lock_session_owner_account(session_id: int) -> Account:
+    return _lock_user_account(TrainingSession.objects.values_list("owner_id", flat=True).get(pk=session_id))
+
+
 def _lock_user_account(user_id: int) -> Account:
     account, _ = Account.objects.select_for_update().get_or_create(user_id=user_id)
     return account
 
 
-_ACCOUNT_UPDATE_SQL = (
-    f"UPDATE {Account._meta.db_table} SET balance_micros = %s, held_micros = %s, "  # noqa: S608
-    "updated_at = %s WHERE id = %s"
-)
-
-
-def _account_update(account: Account, values: dict[str, int]) -> list[Any]:
-    """Set the locked account's new balance and/or held amount; the UPDATE's parameters."""
+def _save_account(account: Account, **values: int) -> None:
+    """Write the locked account's new balance and/or held amount."""
     for name, value in values.items():
         setattr(account, name, value)
-    account.updated_at = timezone.now()
-    return [account.balance_micros, account.held_micros, account.updated_at, account.pk]
-
-
-def _save_account(account: Account, **values: int) -> None:
-    """Write the locked account's new balance and/or held amount (one UPDATE)."""
-    params = _account_update(account, values)
-    with connection.cursor() as cursor:
-        cursor.execute(_ACCOUNT_UPDATE_SQL, params)
-
-
-def _insert(obj: models.Model, *, then_save: Account | None = None, **account_values: int) -> None:
-    """INSERT one new row, as ``obj.save()`` would, without the ORM's query building
-    (the epoch hot path inserts a hold and a line per epoch; see docs/benchmarks.md).
-    Fills ``auto_now_add`` fields and sets the new primary key.
-
-    With ``then_save``, also writes that locked account's new amounts: on PostgreSQL
-    in the same statement (a data-modifying WITH), saving a round trip per charge."""
-    meta = obj._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    if not connection.features.can_return_columns_from_insert:  # pragma: no cover - old SQLite only
-        obj.save(force_insert=True)
-        if then_save is not None:
-            _save_account(then_save, **account_values)
-        return
-    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-    columns = ", ".join(connection.ops.quote_name(field.column or field.attname) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    pk = meta.pk
-    assert pk is not None
-    insert = (
-        f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
-        f"VALUES ({placeholders}) RETURNING {connection.ops.quote_name(pk.column or pk.attname)}"
-    )
-    with connection.cursor() as cursor:
-        if then_save is not None and connection.vendor == "postgresql":
-            update = _account_update(then_save, account_values)
-            statement = f"WITH ins AS ({insert}), upd AS ({_ACCOUNT_UPDATE_SQL}) SELECT * FROM ins"  # noqa: S608
-            cursor.execute(statement, values + update)
-            obj.pk = cursor.fetchone()[0]
-        else:
-            cursor.execute(insert, values)
-            obj.pk = cursor.fetchone()[0]
-            if then_save is not None:
-                cursor.execute(_ACCOUNT_UPDATE_SQL, _account_update(then_save, account_values))
-    obj._state.adding = False
-    obj._state.db = connection.alias
-
-
-def _scalar(sql: str, params: list[int]) -> Any:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else row[0]
+    account.save(update_fields=[*values, "updated_at"])
 
 
 def _append(account: Account, kind: str, amount_micros: int, **fields: object) -> LedgerLine:
     """Append one line and move the (locked) account's balance by its amount."""
     balance = account.balance_micros + amount_micros
-    line = LedgerLine(account=account, kind=kind, amount_micros=amount_micros, balance_after_micros=balance, **fields)
-    _insert(line, then_save=account, balance_micros=balance)
+    line = LedgerLine.objects.create(
+        account=account, kind=kind, amount_micros=amount_micros, balance_after_micros=balance, **fields
+    )
+    _save_account(account, balance_micros=balance)
     return line
 
 

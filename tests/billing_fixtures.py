@@ -77,10 +77,10 @@ def fund(user: User, micros: int, reference: str | None = None) -> Account:
 
 def assert_ledger_consistent(account: Account) -> None:
     """The balance equals the sum of the lines, and each line's balance-after is the
-    running sum up to it."""
+    running sum up to it, in the order the account page shows them (by time)."""
     account.refresh_from_db()
     running = 0
-    for line in LedgerLine.objects.filter(account=account).order_by("id"):
+    for line in LedgerLine.objects.filter(account=account).order_by("created_at", "id"):
         running += line.amount_micros
         assert line.balance_after_micros == running, line
         assert line.balance_after_micros >= 0

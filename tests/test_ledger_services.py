@@ -43,6 +43,26 @@ def test_epoch_cost_is_seconds_times_the_hourly_price_rounded_down() -> None:
         services.epoch_cost_micros(-1, 690_000)
 
 
+@pytest.mark.parametrize(
+    ("duration_ms", "price_per_hour"),
+    [(0, 690_000), (1, 690_000), (12_345, 2_990_000), (3_599_999, 1), (86_400_000, 99_990_000)],
+)
+def test_holds_and_charges_use_the_same_rounding_as_epoch_cost_micros(
+    user: User, duration_ms: int, price_per_hour: int
+) -> None:
+    """The per-epoch verbs are PostgreSQL functions: their arithmetic must match Python's."""
+    fund(user, 3_000_000_000)
+    instance_type = make_instance_type(price_per_hour_micros=price_per_hour, reference_epoch_seconds=7_777)
+    session = make_session(user, instance_type=instance_type)
+    assert services.hold_epoch(session.pk, 1)
+    assert Hold.objects.get(session=session).amount_micros == services.expected_epoch_cost(session)
+    assert services.expected_epoch_cost(session) == services.epoch_cost_micros(7_777_000, price_per_hour)
+    line = services.capture_epoch(session.pk, 1, duration_ms)
+    assert line is not None
+    assert line.amount_micros == -services.epoch_cost_micros(duration_ms, price_per_hour)
+    assert_ledger_consistent(Account.objects.get(user=user))
+
+
 def test_timed_price_is_hours_times_the_hourly_price() -> None:
     assert services.timed_price_micros(3 * 3600, 690_000) == 2_070_000
     assert services.timed_price_micros(1800, 1_990_000) == 995_000
