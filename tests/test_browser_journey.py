@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from pytest_django.live_server_helper import LiveServer
 
 from billing.money import format_usd
@@ -68,6 +69,10 @@ def page(live_server: LiveServer) -> Iterator[object]:
         page.set_default_timeout(30_000)
         page.on("dialog", lambda dialog: dialog.accept())  # "Stop training?" confirmations
         yield page
+        # While Playwright runs, Django sees an event loop in this thread and keeps the
+        # test's database connection in that context, where the test case's own
+        # teardown cannot reach it: close it here, or it outlives the test database.
+        connections.close_all()
         context.close()
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
