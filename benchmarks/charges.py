@@ -47,10 +47,13 @@ def seed(accounts: int) -> list[int]:
         dataset = Dataset.objects.create(owner=user, name="bench", status=Dataset.Status.READY)
         model = YoloModel.objects.create(owner=user, name="bench", dataset=dataset, architecture="yolo11n")
         session = TrainingSession.objects.create(
-            model=model, owner=user, instance_type=instance, target_epochs=10_000, status="training"
+            model=model, owner=user, instance_type=instance, target_epochs=10_000, status="training", worker_id=WORKER
         )
         sessions.append(session.pk)
     return sessions
+
+
+WORKER = "bench-worker"  # every process charges on behalf of the sessions' one worker
 
 
 def duration_ms(session_id: int, epoch: int) -> int:
@@ -65,8 +68,8 @@ def worker(jobs: list[tuple[int, int]], with_holds: bool, start: Any, done: Any)
 
     start.wait()
     for session_id, epoch in jobs:
-        if not with_holds or services.hold_epoch(session_id, epoch):
-            services.capture_epoch(session_id, epoch, duration_ms(session_id, epoch))
+        if not with_holds or services.hold_epoch(session_id, epoch, worker_id=WORKER) is not None:
+            services.capture_epoch(session_id, epoch, duration_ms(session_id, epoch), worker_id=WORKER)
     connection.close()
     done.put(len(jobs))
 

@@ -159,8 +159,8 @@ def _build_session(scratch: Path) -> tuple[str, str]:
     records = []
     finished = began
     for epoch, duration_ms in enumerate(durations, start=1):
-        assert billing.hold_epoch(session.pk, epoch), "the bench account ran dry"
-        billing.capture_epoch(session.pk, epoch, duration_ms)
+        assert billing.hold_epoch(session.pk, epoch, worker_id=session.worker_id) is not None, "the bench ran dry"
+        billing.capture_epoch(session.pk, epoch, duration_ms, worker_id=session.worker_id)
         started, finished = finished, finished + timedelta(milliseconds=duration_ms)
         records.append(
             EpochRecord(

@@ -148,7 +148,7 @@ def cost_report_rows(model: YoloModel, *, chunk_size: int = 2000) -> Iterator[tu
             "epoch",
             "session__instance_type__name",
             "price_per_hour_micros",
-            "session__instance_type__price_per_hour_micros",
+            "session__price_per_hour_micros",
             "duration_ms",
             "amount_micros",
             "kind",

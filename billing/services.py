@@ -18,17 +18,19 @@ The rules (docs/billing.md has the long form):
   idempotent the same way.
 
 The two verbs that run for every epoch, ``hold_epoch`` and ``capture_epoch``, are
-PostgreSQL functions (``billing/migrations/0005_epoch_billing_functions.py``) that
+PostgreSQL functions (``billing/migrations/0006_bounded_epoch_holds.py``) that
 follow these rules; one call each is one round trip and one transaction, which is
 what the charges benchmark needs (docs/benchmarks.md, "Epoch charges").
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -44,6 +46,14 @@ MS_PER_HOUR = 3_600_000
 SECONDS_PER_HOUR = 3_600
 
 Kind = LedgerLine.Kind
+
+
+SESSION_NOT_ACTIVE_SQLSTATE = "HS403"
+
+
+class SessionNotActive(Exception):
+    """A worker asked to hold or charge for a session it no longer runs (requeued,
+    stopped or ended meanwhile): nothing was held or charged."""
 
 
 class InsufficientBalance(Exception):
@@ -88,7 +98,7 @@ def expected_epoch_cost(session: TrainingSession) -> int:
             [session.pk, session.model_id, instance_type.pk, instance_type.reference_epoch_seconds],
         )
         duration_ms = int(cursor.fetchone()[0])
-    return epoch_cost_micros(duration_ms, instance_type.price_per_hour_micros)
+    return epoch_cost_micros(duration_ms, session.price_per_hour_micros)
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -123,48 +133,63 @@ def require_start_balance(account: Account) -> None:
 # --- Epochs mode: hold, capture, release ----------------------------------------------
 
 
-def hold_epoch(session_id: int, epoch: int) -> bool:
-    """Reserve the expected cost of ``epoch`` before it starts (its own transaction,
-    or the caller's).
+def hold_epoch(session_id: int, epoch: int, *, worker_id: str, at_least_micros: int | None = None) -> int | None:
+    """Reserve money for ``epoch`` of a session this worker runs (its own transaction,
+    or the caller's); returns the amount now held for it, or None when the available
+    balance cannot cover it (no hold is opened or grown: the engine pauses).
 
-    True when the epoch may run: a hold is open (new or from an earlier call), the
-    epoch was already charged, or the session is Timed (prepaid). False, and no hold,
-    when the available balance cannot cover the expected cost: the engine pauses.
-    One call of the PostgreSQL function ``billing_hold_epoch`` (migration 0005)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT billing_hold_epoch(%s, %s)", [session_id, epoch])
-        may_run = cursor.fetchone()[0]
-    if may_run is None:  # the owner has no account yet
+    Without ``at_least_micros`` it opens the epoch's hold at its expected cost (before
+    the epoch starts); with it, it grows the open hold to at least that much (while
+    the epoch runs, so the hold always covers the time spent). An epoch already
+    charged returns its charge, a Timed session (prepaid) 0. Raises SessionNotActive
+    when the session is not active on ``worker_id``, checked under the account lock.
+    One call of the PostgreSQL function ``billing_hold_epoch`` (migration 0006)."""
+    with _session_must_be_active(), connection.cursor() as cursor:
+        cursor.execute("SELECT billing_hold_epoch(%s, %s, %s, %s)", [session_id, worker_id, epoch, at_least_micros])
+        held = cursor.fetchone()[0]
+    if held is None:  # the owner has no account yet
         _account_of_session_owner(session_id)
-        return hold_epoch(session_id, epoch)
-    return bool(may_run)
+        return hold_epoch(session_id, epoch, worker_id=worker_id, at_least_micros=at_least_micros)
+    return None if held < 0 else int(held)
 
 
 # The function returns ledger rows; select their columns in the model's field order.
 _LINE_FIELD_NAMES = [field.attname for field in LedgerLine._meta.concrete_fields]
 _LINE_COLUMNS = ", ".join(str(field.column) for field in LedgerLine._meta.concrete_fields)
-_CAPTURE_EPOCH_SQL = f"SELECT {_LINE_COLUMNS} FROM billing_capture_epoch(%s, %s, %s)"  # noqa: S608 - column names
+_CAPTURE_EPOCH_SQL = f"SELECT {_LINE_COLUMNS} FROM billing_capture_epoch(%s, %s, %s, %s)"  # noqa: S608 - column names
 
 
-def capture_epoch(session_id: int, epoch: int, duration_ms: int) -> LedgerLine | None:
+def capture_epoch(session_id: int, epoch: int, duration_ms: int, *, worker_id: str) -> LedgerLine | None:
     """Charge a completed epoch at its actual cost and close its hold (its own
     transaction, or the caller's).
 
     Idempotent: a second call for the same session and epoch returns the first line.
     A cost above the balance writes off the shortfall first (its own line). Timed
-    sessions are prepaid: nothing is charged and None is returned. One call of the
-    PostgreSQL function ``billing_capture_epoch`` (migration 0005)."""
+    sessions are prepaid: nothing is charged and None is returned. Raises
+    SessionNotActive like ``hold_epoch``. One call of the PostgreSQL function
+    ``billing_capture_epoch`` (migration 0006)."""
     if duration_ms < 0:
         raise ValueError("duration must not be negative")
-    with connection.cursor() as cursor:
-        cursor.execute(_CAPTURE_EPOCH_SQL, [session_id, epoch, duration_ms])
+    with _session_must_be_active(), connection.cursor() as cursor:
+        cursor.execute(_CAPTURE_EPOCH_SQL, [session_id, worker_id, epoch, duration_ms])
         row = cursor.fetchone()
     if row is not None:
         return LedgerLine.from_db(connection.alias, _LINE_FIELD_NAMES, row)
     if not Account.objects.filter(user__training_sessions=session_id).exists():  # the owner has no account yet
         _account_of_session_owner(session_id)
-        return capture_epoch(session_id, epoch, duration_ms)
+        return capture_epoch(session_id, epoch, duration_ms, worker_id=worker_id)
     return None  # a Timed session
+
+
+@contextlib.contextmanager
+def _session_must_be_active() -> Iterator[None]:
+    """Turn the functions' SQLSTATE HS403 into SessionNotActive."""
+    try:
+        yield
+    except DatabaseError as error:
+        if getattr(error.__cause__, "sqlstate", None) == SESSION_NOT_ACTIVE_SQLSTATE:
+            raise SessionNotActive(str(error.__cause__)) from error
+        raise
 
 
 def _account_of_session_owner(session_id: int) -> Account:
@@ -181,7 +206,7 @@ def release_holds(session_id: int) -> None:
         total = int(holds.aggregate(total=Sum("amount_micros"))["total"] or 0)
         if not holds.update(status=Hold.Status.RELEASED, closed_at=timezone.now()):
             return
-        _save_account(account, held_micros=max(0, account.held_micros - total))
+        _save_account(account, held_micros=account.held_micros - total)
 
 
 # --- Timed mode ----------------------------------------------------------------------
@@ -200,7 +225,7 @@ def prepay_timed(session: TrainingSession) -> LedgerLine:
         existing = LedgerLine.objects.filter(kind=Kind.TIMED_PREPAYMENT, session_id=session.pk).first()
         if existing is not None:
             return existing
-        price_per_hour = session.instance_type.price_per_hour_micros
+        price_per_hour = session.price_per_hour_micros
         price = timed_price_micros(session.time_budget_seconds, price_per_hour)
         available = account.balance_micros - account.held_micros
         if available < price:

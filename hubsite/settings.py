@@ -221,6 +221,9 @@ STRIPE_RECONCILE_INTERVAL_SECONDS = env_int("STRIPE_RECONCILE_INTERVAL_SECONDS",
 BILLING_MIN_START_BALANCE_MICROS = env_int("BILLING_MIN_START_BALANCE_MICROS", 5_000_000, minimum=0)
 BILLING_DEMO_CREDIT_MICROS = env_int("BILLING_DEMO_CREDIT_MICROS", 20_000_000, minimum=0)
 BILLING_LEDGER_PAGE_SIZE = env_int("BILLING_LEDGER_PAGE_SIZE", 50, minimum=1)
+# A running epoch's hold stays this much instance time ahead of its cost; when the
+# balance cannot cover the next step, the session pauses (the unfinished epoch is free).
+BILLING_HOLD_STEP_SECONDS = env_int("BILLING_HOLD_STEP_SECONDS", 60, minimum=1)
 
 # HTTPS and cookies. Production sits behind TLS; a proxy that terminates it must
 # set X-Forwarded-Proto.

@@ -14,6 +14,7 @@ from training.models import Dataset, EpochRecord, InstanceType, TrainingSession,
 # US$3.60 an hour: one second costs exactly 1_000 micro-dollars, which keeps the
 # arithmetic in the tests readable.
 PRICE_PER_HOUR = 3_600_000
+WORKER = "test-worker"  # the worker that owns the sessions make_session creates
 _names = itertools.count()
 
 
@@ -41,6 +42,7 @@ def make_session(
     mode: str = TrainingSession.Mode.EPOCHS,
     time_budget_seconds: int | None = None,
     status: str = TrainingSession.Status.TRAINING,
+    worker_id: str = WORKER,
 ) -> TrainingSession:
     return TrainingSession.objects.create(
         model=model or make_model(owner),
@@ -50,6 +52,7 @@ def make_session(
         target_epochs=10,
         time_budget_seconds=time_budget_seconds,
         status=status,
+        worker_id=worker_id,
     )
 
 

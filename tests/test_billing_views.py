@@ -18,7 +18,7 @@ from django.urls import reverse
 from billing import services
 from billing.models import Account, LedgerLine
 from hubsite.models import User
-from tests.billing_fixtures import fund, make_model, make_session, record_epoch
+from tests.billing_fixtures import WORKER, fund, make_model, make_session, record_epoch
 from training.models import TrainingSession
 
 HTMX = {"HX-Request": "true"}
@@ -53,9 +53,9 @@ def test_the_header_balance_costs_one_query(
 def test_the_account_page_shows_balance_holds_and_ledger(owner_client: Client, user: User) -> None:
     fund(user, 20_000_000)
     session = make_session(user)
-    services.hold_epoch(session.pk, 1)
-    services.capture_epoch(session.pk, 1, 1_500)
-    services.hold_epoch(session.pk, 2)
+    services.hold_epoch(session.pk, 1, worker_id=WORKER)
+    services.capture_epoch(session.pk, 1, 1_500, worker_id=WORKER)
+    services.hold_epoch(session.pk, 2, worker_id=WORKER)
     response = owner_client.get(reverse("billing:account"))
     assert response.status_code == 200
     page = response.content.decode()
@@ -161,10 +161,12 @@ def trained_model_sessions(user: User) -> list[TrainingSession]:
     Timed session with a prepayment, two epochs and a refund."""
     fund(user, 30_000)
     model = make_model(user)
-    epochs = make_session(user, model=model, status=TrainingSession.Status.STOPPED)
+    epochs = make_session(user, model=model)
     for epoch, ms in [(1, 10_000), (2, 12_345), (3, 9_000)]:
         record_epoch(epochs, epoch, ms)
-        services.capture_epoch(epochs.pk, epoch, ms)
+        services.capture_epoch(epochs.pk, epoch, ms, worker_id=WORKER)
+    TrainingSession.objects.filter(pk=epochs.pk).update(status=TrainingSession.Status.STOPPED)
+    epochs.refresh_from_db()
     fund(user, 10_000_000)
     timed = make_session(
         user,

@@ -13,7 +13,7 @@ from django.db import connection
 from billing import services
 from billing.models import Account, Hold, LedgerLine
 from hubsite.models import User
-from tests.billing_fixtures import assert_ledger_consistent, fund, make_session
+from tests.billing_fixtures import WORKER, assert_ledger_consistent, fund, make_session
 
 Kind = LedgerLine.Kind
 
@@ -47,7 +47,7 @@ def test_fifty_concurrent_charges_and_top_ups_leave_the_exact_balance(user: User
     session = make_session(user)  # US$3.60/h: 1 ms costs 1 micro-dollar
     jobs: list[Callable[[], object]] = []
     for i in range(25):
-        jobs.append(partial(services.capture_epoch, session.pk, i + 1, 1_000 + i + 1))
+        jobs.append(partial(services.capture_epoch, session.pk, i + 1, 1_000 + i + 1, worker_id=WORKER))
         jobs.append(partial(services.credit_top_up, account.pk, 10_000 + i, reference=f"cs_{i}"))
     errors = run_at_once(jobs)
     assert errors == []
@@ -68,7 +68,7 @@ def test_redelivered_charges_racing_each_other_charge_each_epoch_once(user: User
     jobs: list[Callable[[], object]] = []
     for epoch in range(1, 11):
         for _copy in range(5):  # five deliveries of every epoch, all at once
-            jobs.append(partial(services.capture_epoch, session.pk, epoch, 2_000))
+            jobs.append(partial(services.capture_epoch, session.pk, epoch, 2_000, worker_id=WORKER))
     assert run_at_once(jobs) == []
     assert LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE).count() == 10
     account.refresh_from_db()
@@ -81,7 +81,9 @@ def test_concurrent_charges_beyond_the_balance_never_take_it_below_zero(user: Us
     account = fund(user, 25_000)
     sessions = [make_session(user) for _ in range(5)]
     jobs: list[Callable[[], object]] = [
-        partial(services.capture_epoch, session.pk, epoch, 3_000) for session in sessions for epoch in range(1, 11)
+        partial(services.capture_epoch, session.pk, epoch, 3_000, worker_id=WORKER)
+        for session in sessions
+        for epoch in range(1, 11)
     ]
     assert run_at_once(jobs) == []
     account.refresh_from_db()
@@ -95,14 +97,15 @@ def test_concurrent_charges_beyond_the_balance_never_take_it_below_zero(user: Us
 def test_concurrent_holds_never_reserve_more_than_the_balance(user: User) -> None:
     account = fund(user, 55_000)  # room for five holds of 10_000, not six
     sessions = [make_session(user) for _ in range(10)]
-    results: list[bool] = []
+    results: list[int | None] = []
 
     def hold(session_id: int) -> None:
-        results.append(services.hold_epoch(session_id, 1))
+        results.append(services.hold_epoch(session_id, 1, worker_id=WORKER))
 
     jobs: list[Callable[[], object]] = [partial(hold, session.pk) for session in sessions]
     assert run_at_once(jobs) == []
-    assert results.count(True) == 5
+    assert results.count(10_000) == 5
+    assert results.count(None) == 5
     account.refresh_from_db()
     assert account.held_micros == 50_000 == sum(Hold.objects.values_list("amount_micros", flat=True))
     assert Account.objects.get(pk=account.pk).balance_micros == 55_000

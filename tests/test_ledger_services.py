@@ -13,6 +13,7 @@ from billing.services import InsufficientBalance
 from hubsite.models import User
 from tests.billing_fixtures import (
     PRICE_PER_HOUR,
+    WORKER,
     assert_ledger_consistent,
     fund,
     funded_user,
@@ -54,10 +55,10 @@ def test_holds_and_charges_use_the_same_rounding_as_epoch_cost_micros(
     fund(user, 3_000_000_000)
     instance_type = make_instance_type(price_per_hour_micros=price_per_hour, reference_epoch_seconds=7_777)
     session = make_session(user, instance_type=instance_type)
-    assert services.hold_epoch(session.pk, 1)
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
     assert Hold.objects.get(session=session).amount_micros == services.expected_epoch_cost(session)
     assert services.expected_epoch_cost(session) == services.epoch_cost_micros(7_777_000, price_per_hour)
-    line = services.capture_epoch(session.pk, 1, duration_ms)
+    line = services.capture_epoch(session.pk, 1, duration_ms, worker_id=WORKER)
     assert line is not None
     assert line.amount_micros == -services.epoch_cost_micros(duration_ms, price_per_hour)
     assert_ledger_consistent(Account.objects.get(user=user))
@@ -107,7 +108,7 @@ def test_the_database_refuses_a_negative_balance(user: User) -> None:
 
 def test_the_database_refuses_a_second_charge_for_one_epoch(funded_user: User) -> None:
     session = make_session(funded_user)
-    line = services.capture_epoch(session.pk, 1, 1_000)
+    line = services.capture_epoch(session.pk, 1, 1_000, worker_id=WORKER)
     assert line is not None
     with pytest.raises(IntegrityError), transaction.atomic():
         LedgerLine.objects.create(
@@ -155,7 +156,7 @@ def test_lock_account_needs_a_transaction(transactional_db: None, user: User) ->
 def test_the_first_epoch_holds_the_instance_types_reference_cost(funded_user: User) -> None:
     session = make_session(funded_user, instance_type=make_instance_type(reference_epoch_seconds=10))
     assert services.expected_epoch_cost(session) == 10_000
-    assert services.hold_epoch(session.pk, 1)
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
     hold = Hold.objects.get(session=session, epoch=1)
     assert (hold.amount_micros, hold.status) == (10_000, Hold.Status.OPEN)
     account = Account.objects.get(user=funded_user)
@@ -179,8 +180,8 @@ def test_a_resumed_session_estimates_from_the_models_earlier_epochs(funded_user:
 
 def test_capture_charges_the_actual_cost_and_closes_the_hold(funded_user: User) -> None:
     session = make_session(funded_user)
-    assert services.hold_epoch(session.pk, 1)
-    line = services.capture_epoch(session.pk, 1, 12_500)
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
+    line = services.capture_epoch(session.pk, 1, 12_500, worker_id=WORKER)
     assert line is not None
     assert (line.kind, line.amount_micros, line.epoch, line.duration_ms, line.price_per_hour_micros) == (
         Kind.EPOCH_CHARGE,
@@ -197,20 +198,20 @@ def test_capture_charges_the_actual_cost_and_closes_the_hold(funded_user: User) 
 
 def test_the_same_epoch_captured_twice_is_charged_once(funded_user: User) -> None:
     session = make_session(funded_user)
-    services.hold_epoch(session.pk, 1)
-    first = services.capture_epoch(session.pk, 1, 12_500)
-    second = services.capture_epoch(session.pk, 1, 99_000)  # a redelivery
+    services.hold_epoch(session.pk, 1, worker_id=WORKER)
+    first = services.capture_epoch(session.pk, 1, 12_500, worker_id=WORKER)
+    second = services.capture_epoch(session.pk, 1, 99_000, worker_id=WORKER)  # a redelivery
     assert first == second
     assert LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE).count() == 1
     assert Account.objects.get(user=funded_user).balance_micros == 20_000_000 - 12_500
-    assert services.hold_epoch(session.pk, 1)  # already charged: nothing more to hold
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None  # already charged: nothing more to hold
     assert Account.objects.get(user=funded_user).held_micros == 0
 
 
 def test_a_hold_is_taken_once_per_epoch(funded_user: User) -> None:
     session = make_session(funded_user)
-    assert services.hold_epoch(session.pk, 1)
-    assert services.hold_epoch(session.pk, 1)
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
     assert Hold.objects.count() == 1
     assert Account.objects.get(user=funded_user).held_micros == 10_000
 
@@ -218,12 +219,12 @@ def test_a_hold_is_taken_once_per_epoch(funded_user: User) -> None:
 def test_an_unaffordable_epoch_is_refused_until_a_credit_arrives(user: User) -> None:
     account = fund(user, 5_000)
     session = make_session(user)  # expects 10 s = 10_000 micro-dollars
-    assert not services.hold_epoch(session.pk, 1)
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is None
     assert not Hold.objects.exists()
     account.refresh_from_db()
     assert account.held_micros == 0
     services.credit_top_up(account.pk, 5_000, reference="cs_more")
-    assert services.hold_epoch(session.pk, 1)
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
     account.refresh_from_db()
     assert account.held_micros == 10_000
 
@@ -232,18 +233,20 @@ def test_holds_of_other_epochs_reduce_what_is_available(user: User) -> None:
     fund(user, 15_000)
     first = make_session(user)
     second = make_session(user)
-    assert services.hold_epoch(first.pk, 1)
-    assert not services.hold_epoch(second.pk, 1)
+    assert services.hold_epoch(first.pk, 1, worker_id=WORKER) is not None
+    assert services.hold_epoch(second.pk, 1, worker_id=WORKER) is None
 
 
 def test_release_frees_the_open_holds_and_a_retry_may_hold_again(funded_user: User) -> None:
     session = make_session(funded_user)
-    services.hold_epoch(session.pk, 1)
+    services.hold_epoch(session.pk, 1, worker_id=WORKER)
     services.release_holds(session.pk)
     services.release_holds(session.pk)  # idempotent
     assert Hold.objects.get().status == Hold.Status.RELEASED
     assert Account.objects.get(user=funded_user).held_micros == 0
-    assert services.hold_epoch(session.pk, 1)  # the redelivered session tries epoch 1 again
+    assert (
+        services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
+    )  # the redelivered session tries epoch 1 again
     assert Hold.objects.get().status == Hold.Status.OPEN
     assert Account.objects.get(user=funded_user).held_micros == 10_000
     assert not LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE).exists()
@@ -252,7 +255,7 @@ def test_release_frees_the_open_holds_and_a_retry_may_hold_again(funded_user: Us
 def test_a_charge_above_the_balance_writes_off_the_shortfall(user: User) -> None:
     account = fund(user, 7_000)
     session = make_session(user)
-    line = services.capture_epoch(session.pk, 1, 10_000)
+    line = services.capture_epoch(session.pk, 1, 10_000, worker_id=WORKER)
     assert line is not None
     write_off = LedgerLine.objects.get(kind=Kind.WRITE_OFF)
     assert (write_off.amount_micros, write_off.epoch, write_off.session_id) == (3_000, 1, session.pk)
@@ -266,7 +269,7 @@ def test_a_charge_above_the_balance_writes_off_the_shortfall(user: User) -> None
 def test_a_charge_on_an_empty_balance_never_goes_negative(user: User) -> None:
     session = make_session(user)
     for epoch in range(1, 4):
-        services.capture_epoch(session.pk, epoch, 5_000)
+        services.capture_epoch(session.pk, epoch, 5_000, worker_id=WORKER)
     account = Account.objects.get(user=user)
     assert account.balance_micros == 0
     assert LedgerLine.objects.filter(kind=Kind.WRITE_OFF).count() == 3
@@ -275,8 +278,8 @@ def test_a_charge_on_an_empty_balance_never_goes_negative(user: User) -> None:
 
 def test_timed_sessions_hold_and_charge_nothing_per_epoch(funded_user: User) -> None:
     session = make_session(funded_user, mode=TrainingSession.Mode.TIMED, time_budget_seconds=3600)
-    assert services.hold_epoch(session.pk, 1)
-    assert services.capture_epoch(session.pk, 1, 60_000) is None
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
+    assert services.capture_epoch(session.pk, 1, 60_000, worker_id=WORKER) is None
     assert not Hold.objects.exists()
     assert not LedgerLine.objects.exclude(kind=Kind.TOP_UP).exists()
 

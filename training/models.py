@@ -8,7 +8,7 @@ conditional UPDATEs in ``training/sessions.py``, never a read-modify-write here.
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -151,6 +151,9 @@ class TrainingSession(models.Model):
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.EPOCHS)
     target_epochs = models.PositiveIntegerField()
     time_budget_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # The instance type's price when the session was created: every charge, hold and
+    # refund of the session uses it, so a later price change never re-prices it.
+    price_per_hour_micros = models.PositiveBigIntegerField()
     # Epochs the model had completed when this session started; it trains start_epoch + 1 onward.
     start_epoch = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -180,6 +183,11 @@ class TrainingSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} session {self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.price_per_hour_micros is None:  # a new session: the price is fixed now
+            self.price_per_hour_micros = self.instance_type.price_per_hour_micros
+        super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:

@@ -63,7 +63,7 @@ def session_progress(session: TrainingSession) -> Progress:
             eta = int(mean_ms * remaining / 1000)
         if session.mode == TrainingSession.Mode.EPOCHS:
             per_epoch = (
-                epoch_cost_micros(int(mean_ms), session.instance_type.price_per_hour_micros)
+                epoch_cost_micros(int(mean_ms), session.price_per_hour_micros)
                 if mean_ms
                 else expected_epoch_cost(session)
             )

@@ -87,6 +87,7 @@ def _create_session(
                 model=model,
                 owner=user,
                 instance_type=instance_type,
+                price_per_hour_micros=instance_type.price_per_hour_micros,
                 mode=request.mode,
                 target_epochs=target,
                 time_budget_seconds=request.time_budget_seconds,

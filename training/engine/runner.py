@@ -4,11 +4,16 @@ The trainer's callbacks do the platform's work at the epoch boundaries:
 
 - ``on_train_epoch_start``: stop/ownership check, then hold the epoch's expected
   cost (Epochs mode); a refused hold pauses the session before the epoch starts.
-- ``on_train_batch_end``: stop/ownership check, from flags the heartbeat thread
-  sets, so a batch costs no query. Raising here ends ``train()`` at once and
-  leaves the previous epoch's ``last.pt`` resumable (STACK.md).
-- ``on_model_save``: copy the epoch's ``last.pt`` atomically (ultralytics rewrites it
-  in place); the epoch's billed wall time ends here (train + validation + save).
+- ``on_train_batch_end`` and ``on_val_batch_end``: stop/ownership/balance check,
+  from flags the heartbeat thread sets, so a batch costs no query. Raising here
+  ends ``train()`` at once and leaves the previous epoch's ``last.pt`` resumable
+  (STACK.md). The heartbeat also grows the running epoch's hold, a step ahead of
+  its cost; when the balance cannot cover the next step it raises the flag, and the
+  session pauses with the unfinished epoch unbilled.
+- ``on_model_save``: the epoch's billed wall time ends here (train + validation +
+  save); its cost must be held (the hold is grown now if the heartbeat lagged, or
+  the session pauses), then ``last.pt`` is copied atomically (ultralytics rewrites it
+  in place).
 - ``on_fit_epoch_end``: hand the epoch to the ``EpochCommitter`` thread, which
   uploads the checkpoint and then, in one transaction, records the epoch, points
   the model at the checkpoint and captures the charge. It fires a second time from
@@ -36,6 +41,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from billing import services as billing
@@ -58,7 +64,16 @@ class StopRequested(SessionInterrupted):
 
 
 class PauseForBalance(SessionInterrupted):
-    pass
+    def __init__(self, detail: str = "Paused: the balance does not cover the next epoch. Top up, then Resume.") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def balance_ran_out(epoch: int) -> PauseForBalance:
+    return PauseForBalance(
+        f"Paused during epoch {epoch}: the balance ran out. The unfinished epoch is not charged; "
+        f"top up, then Resume from epoch {epoch}."
+    )
 
 
 class OwnershipLost(SessionInterrupted):
@@ -87,15 +102,30 @@ class LogTail(logging.Handler):
         return "\n".join(self.lines)
 
 
+@dataclass(frozen=True)
+class RunningEpoch:
+    """The epoch in progress (Epochs mode): when it started and how much is held for it."""
+
+    epoch: int
+    started: float  # time.monotonic()
+    held_micros: int
+
+    def elapsed_ms(self, now: float | None = None) -> int:
+        return max(1, round(((now if now is not None else time.monotonic()) - self.started) * 1000))
+
+
 @dataclass
 class RunState:
     session_id: int
     worker_id: str
     log: LogTail
+    price_per_hour_micros: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
+    out_of_balance: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None  # set by the epoch committer
     committer: EpochCommitter | None = None
+    running: RunningEpoch | None = None  # set by the training thread, its hold grown by the heartbeat
 
     def check(self) -> None:
         if self.failure is not None:
@@ -104,11 +134,36 @@ class RunState:
             raise OwnershipLost
         if self.stop.is_set():
             raise StopRequested
+        if self.out_of_balance.is_set():
+            running = self.running
+            raise balance_ran_out(running.epoch) if running else PauseForBalance()
+
+    def hold(self, epoch: int, at_least_micros: int | None = None) -> int | None:
+        """``billing.hold_epoch`` for this worker; a session it no longer runs is lost."""
+        try:
+            return billing.hold_epoch(self.session_id, epoch, worker_id=self.worker_id, at_least_micros=at_least_micros)
+        except billing.SessionNotActive as error:
+            raise OwnershipLost from error
 
     def record_completed_epochs(self) -> None:
         """Before a session ends: every epoch that completed is recorded (and billed)."""
         if self.committer is not None:
             self.committer.drain()
+
+
+def hold_step_ms() -> int:
+    return int(settings.BILLING_HOLD_STEP_SECONDS) * 1000
+
+
+def hold_to_grow_to(running: RunningEpoch, price_per_hour_micros: int, now: float | None = None) -> int | None:
+    """The hold a running epoch should grow to now, or None while it still covers the
+    epoch's cost so far plus one step. It grows to a whole number of steps past the
+    elapsed time, so about once a step, not on every heartbeat."""
+    step_ms = hold_step_ms()
+    elapsed_ms = running.elapsed_ms(now)
+    if billing.epoch_cost_micros(elapsed_ms + step_ms, price_per_hour_micros) <= running.held_micros:
+        return None
+    return billing.epoch_cost_micros((elapsed_ms // step_ms + 2) * step_ms, price_per_hour_micros)
 
 
 class Heartbeat(threading.Thread):
@@ -141,6 +196,32 @@ class Heartbeat(threading.Thread):
             self.state.lost.set()
         if stop:
             self.state.stop.set()
+        if still_owned and not stop:
+            self.grow_running_hold()
+
+    def grow_running_hold(self) -> None:
+        """Keep the running epoch's hold a step ahead of its cost; flag the training
+        thread to pause when the balance cannot cover the next step."""
+        running = self.state.running
+        if running is None:
+            return
+        wanted = hold_to_grow_to(running, self.state.price_per_hour_micros)
+        if wanted is None:
+            return
+        try:
+            held = self.state.hold(running.epoch, wanted)
+        except OwnershipLost:
+            self.state.lost.set()
+            return
+        except Exception:
+            logger.exception("growing the hold of epoch %s failed; retrying", running.epoch)
+            close_old_connections()
+            return
+        if held is None:
+            if self.state.running is running:  # not an epoch that has just ended, fully held
+                self.state.out_of_balance.set()
+        elif self.state.running is running:
+            self.state.running = RunningEpoch(running.epoch, running.started, held)
 
 
 @dataclass(frozen=True)
@@ -224,7 +305,12 @@ class EpochCommitter(threading.Thread):
             model.epochs_completed = done.epoch
             model.save(update_fields=["last_checkpoint", "best_weights", "epochs_completed", "updated_at"])
             if self.bills_per_epoch:
-                billing.capture_epoch(self.state.session_id, done.epoch, done.duration_ms)
+                try:
+                    billing.capture_epoch(
+                        self.state.session_id, done.epoch, done.duration_ms, worker_id=self.state.worker_id
+                    )
+                except billing.SessionNotActive as error:
+                    raise OwnershipLost from error
             obsolete = _unreferenced(previous, model)
             transaction.on_commit(lambda: _delete_quietly(obsolete))
         self.model = model
@@ -247,7 +333,8 @@ class EpochCallbacks:
         self.committer.start()
 
     def register(self, yolo: Any) -> None:
-        for event in ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_model_save"):
+        events = ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_val_batch_end", "on_model_save")
+        for event in events:
             yolo.add_callback(event, getattr(self, event))
         yolo.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
 
@@ -257,23 +344,38 @@ class EpochCallbacks:
 
             # ultralytics leaves one core idle; a dedicated training worker wants them all.
             torch.set_num_threads(os.cpu_count() or 1)
+        if trainer.args.time:
+            self.state.log.add(f"[hubsite] Timed session: trains for at most {trainer.args.time * 3600:.0f} s more.")
         self.state.check()
 
     def on_train_epoch_start(self, trainer: Any) -> None:
         epoch = trainer.epoch + 1
         self.state.check()
-        if self.bills_per_epoch and not billing.hold_epoch(self.state.session_id, epoch):
-            self.committer.drain()  # the previous epoch's hold may still be open: settle it, then ask again
-            if not billing.hold_epoch(self.state.session_id, epoch):
+        started = time.monotonic()
+        if self.bills_per_epoch:
+            held = self.state.hold(epoch)
+            if held is None:
+                self.committer.drain()  # the previous epoch's hold may still be open: settle it, then ask again
+                held = self.state.hold(epoch)
+            if held is None:
                 raise PauseForBalance
-        self.started[epoch] = (time.monotonic(), timezone.now())
+            self.state.running = RunningEpoch(epoch, started, held)
+        self.started[epoch] = (started, timezone.now())
 
     def on_train_batch_end(self, trainer: Any) -> None:
         self.state.check()
 
+    def on_val_batch_end(self, validator: Any) -> None:
+        if self.state.running is not None:  # an epoch's validation, not the final one after training
+            self.state.check()
+
     def on_model_save(self, trainer: Any) -> None:
         epoch = trainer.epoch + 1
-        self.ended[epoch] = time.monotonic()
+        ended = time.monotonic()
+        self.ended[epoch] = ended
+        running, self.state.running = self.state.running, None
+        if running is not None:
+            self.hold_whole_cost(running, ended)
         # ultralytics rewrites last.pt in place every epoch (and reads it back to recover
         # from NaN losses): upload a copy. When the epoch improved, best.pt holds the
         # same bytes, so one copy serves both.
@@ -282,6 +384,14 @@ class EpochCallbacks:
         shutil.copyfile(trainer.last, partial)
         partial.replace(snapshot)
         self.snapshots[epoch] = (snapshot, trainer.best_fitness == trainer.fitness)
+
+    def hold_whole_cost(self, running: RunningEpoch, ended: float) -> None:
+        """The epoch is billed only if its whole cost is held: grow the hold to it (the
+        heartbeat keeps it a step ahead, so this rarely queries), or pause and leave
+        the epoch unbilled when the balance cannot cover it."""
+        cost = billing.epoch_cost_micros(running.elapsed_ms(ended), self.state.price_per_hour_micros)
+        if cost > running.held_micros and self.state.hold(running.epoch, cost) is None:
+            raise balance_ran_out(running.epoch)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
         epoch = trainer.epoch + 1
@@ -399,9 +509,11 @@ def run_session(session_id: int, worker_id: str) -> None:
             raise
     except StopRequested:
         sessions.finish(session_id, worker_id, TrainingSession.Status.STOPPED, detail="Stopped", log_tail=log.text())
-    except PauseForBalance:
-        detail = "Paused: the balance does not cover the next epoch. Top up, then Resume."
-        sessions.finish(session_id, worker_id, TrainingSession.Status.PAUSED, detail=detail, log_tail=log.text())
+    except PauseForBalance as pause:
+        log.add(f"[hubsite] {pause.detail}")
+        sessions.finish(
+            session_id, worker_id, TrainingSession.Status.PAUSED, detail=pause.detail[:200], log_tail=log.text()
+        )
     except OwnershipLost:
         logger.warning("session %s now belongs to another worker; this one stops", session_id)
     except Exception as error:
@@ -433,12 +545,18 @@ def _train(state: RunState, work_dir: Path) -> None:
 
     disable_settings_sync()
     session = TrainingSession.objects.select_related("model__dataset", "instance_type").get(pk=state.session_id)
+    state.price_per_hour_micros = session.price_per_hour_micros
+    time_left = time_budget_left_seconds(session)
+    if time_left == 0:
+        state.log.add("[hubsite] The session's time budget is used up.")
+        complete(state, best=None)
+        return
     model = session.model
     data_yaml = prepare_local_copy(model.dataset, Path(settings.DATASET_CACHE_DIR))
     sessions.set_detail(state.session_id, state.worker_id, "Building the model")
     snapshot_dir = work_dir / "snapshots"
     snapshot_dir.mkdir(parents=True, exist_ok=True)
-    overrides = platform_arguments(session, data_yaml, work_dir / "run")
+    overrides = platform_arguments(data_yaml, work_dir / "run", time_left)
     if model.last_checkpoint and model.epochs_completed > 0:
         checkpoint = prepare_resume_checkpoint(model, session.target_epochs, work_dir / "resume" / "last.pt")
         yolo = YOLO(str(checkpoint))
@@ -452,18 +570,28 @@ def _train(state: RunState, work_dir: Path) -> None:
         state.stop.set()
         state.check()
     yolo.train(**overrides)
-    complete(state, yolo)
+    trainer: Any = yolo.trainer  # set by train()
+    complete(state, best=Path(trainer.best))
 
 
-def complete(state: RunState, yolo: Any) -> None:
+def time_budget_left_seconds(session: TrainingSession) -> int | None:
+    """A Timed session's budget less the training time its recorded epochs used, so a
+    requeued session trains only for what remains (None: not a Timed session). The
+    refund at its end counts the same epochs (``sessions.settle_session``)."""
+    if session.mode != TrainingSession.Mode.TIMED or not session.time_budget_seconds:
+        return None
+    used_ms = session.epochs.aggregate(total=Sum("duration_ms"))["total"] or 0
+    return max(0, session.time_budget_seconds - used_ms // 1000)
+
+
+def complete(state: RunState, best: Path | None) -> None:
     """Training ended on its own (target reached, early stop, or time up): publish the final weights."""
     state.record_completed_epochs()
-    best = Path(yolo.trainer.best)
     with transaction.atomic():
         session = TrainingSession.objects.get(pk=state.session_id)
         model = YoloModel.objects.select_for_update().get(pk=session.model_id)
         if model.epochs_completed > 0:
-            if best.exists():  # final_eval stripped the optimizer: the smaller file to download
+            if best is not None and best.exists():  # final_eval stripped the optimizer: the smaller file to download
                 previous = {model.last_checkpoint.name, model.best_weights.name}
                 model.best_weights.name = _upload_copy(best, f"{model.storage_prefix}/best.pt")
                 obsolete = _unreferenced(previous, model)
@@ -496,13 +624,12 @@ def training_arguments(model: YoloModel, session: TrainingSession) -> dict[str, 
     """The user's validated arguments for a fresh run (resume takes them from the checkpoint)."""
     arguments = dict(model.train_args)
     arguments["epochs"] = session.target_epochs
-    if session.mode == TrainingSession.Mode.TIMED and session.time_budget_seconds:
-        arguments["time"] = session.time_budget_seconds / 3600
     return arguments
 
 
-def platform_arguments(session: TrainingSession, data_yaml: Path, save_dir: Path) -> dict[str, Any]:
-    """Arguments the platform controls; users cannot set these."""
+def platform_arguments(data_yaml: Path, save_dir: Path, time_left_seconds: int | None) -> dict[str, Any]:
+    """Arguments the platform controls; users cannot set these. ``time`` (hours) is a
+    Timed session's remaining budget; ultralytics also takes it on resume."""
     arguments: dict[str, Any] = {
         "data": str(data_yaml),
         "save_dir": str(save_dir),
@@ -513,8 +640,8 @@ def platform_arguments(session: TrainingSession, data_yaml: Path, save_dir: Path
         "plots": False,
         "verbose": False,
     }
-    if session.mode == TrainingSession.Mode.TIMED and session.time_budget_seconds:
-        arguments["time"] = session.time_budget_seconds / 3600
+    if time_left_seconds is not None:
+        arguments["time"] = time_left_seconds / 3600
     return {key: value for key, value in arguments.items() if value is not None}
 
 
