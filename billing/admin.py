@@ -35,6 +35,10 @@ LEDGER_FIELDS = (
 )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class ReadOnlyMixin:
     """No add, change or delete for anyone, superusers included; viewing stays."""
 
@@ -93,17 +97,15 @@ class AccountAdmin(admin.ModelAdmin[Account]):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if request.method == "GET":
-            found = LedgerViolation.objects.aggregate(
-                violations=Count("pk"), accounts=Count("account", distinct=True)
-            )
+            found = LedgerViolation.objects.aggregate(violations=Count("pk"), accounts=Count("account", distinct=True))
             if found["violations"]:
                 url = reverse("admin:billing_ledgerviolation_changelist")
                 self.message_user(
                     request,
                     format_html(
-                        'The last ledger check found {} violations on {} accounts. <a href="{}">See them</a>.',
-                        found["violations"],
-                        found["accounts"],
+                        'The last ledger check found {} on {}. <a href="{}">See them</a>.',
+                        _count(found["violations"], "violation"),
+                        _count(found["accounts"], "account"),
                         url,
                     ),
                     messages.ERROR,
@@ -129,7 +131,7 @@ class AccountAdmin(admin.ModelAdmin[Account]):
         if not count:
             return "OK"
         url = reverse("admin:billing_ledgerviolation_changelist") + f"?account__id__exact={account.pk}"
-        return format_html('<a href="{}" style="color: var(--error-fg)">{} violations</a>', url, count)
+        return format_html('<a href="{}" style="color: var(--error-fg)">{}</a>', url, _count(count, "violation"))
 
     def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         return False

@@ -178,7 +178,9 @@ def _open_holds_on_ended_sessions() -> list[Violation]:
         Hold.objects.filter(status=Hold.Status.OPEN)
         .exclude(session__status__in=TrainingSession.ACTIVE_STATUSES)
         .order_by("account_id", "pk")
-        .values_list("account_id", "account__user__email", "pk", "amount_micros", "session_id", "epoch", "session__status")
+        .values_list(
+            "account_id", "account__user__email", "pk", "amount_micros", "session_id", "epoch", "session__status"
+        )
     )
     return [
         Violation(

@@ -4,7 +4,6 @@ broken by writing the database behind the services' back, and the check must say
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from io import StringIO
 
 import pytest
@@ -13,6 +12,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import F
 from django.test import override_settings
+from pytest_django import DjangoAssertNumQueries
 
 from billing import services
 from billing.invariants import Violation, check_ledger, find_violations, maybe_schedule_ledger_check
@@ -89,7 +89,8 @@ def test_the_last_line_is_the_newest_by_time_not_by_id(busy_account: Account) ->
     """Lines are ordered by (created_at, id), as the account page shows them."""
     last = LedgerLine.objects.filter(account=busy_account).order_by("-created_at", "-id").first()
     first = LedgerLine.objects.filter(account=busy_account).order_by("created_at", "id").first()
-    assert last is not None and first is not None
+    assert last is not None
+    assert first is not None
     LedgerLine.objects.filter(pk=last.pk).update(created_at=first.created_at)
     violations = find_violations()
     assert rules_of(violations, busy_account) == {Rule.BALANCE_IS_LAST_LINE}
@@ -137,13 +138,13 @@ def test_an_open_hold_on_an_active_session_is_fine(funded_user: User, active: st
 
 
 def test_the_check_is_a_fixed_number_of_queries_however_many_accounts(
-    django_assert_num_queries: Callable[..., object], busy_account: Account
+    django_assert_num_queries: DjangoAssertNumQueries, busy_account: Account
 ) -> None:
     for n in range(5):
         other = User.objects.create_user(f"user{n}@example.com", PASSWORD)
         fund(other, 1_000_000)
         Account.objects.filter(user=other).update(balance_micros=F("balance_micros") + 1)
-    with django_assert_num_queries(2):  # type: ignore[operator]
+    with django_assert_num_queries(2):
         violations = find_violations()
     assert len(violations) == 10
 
