@@ -129,7 +129,7 @@ class AccountAdmin(admin.ModelAdmin[Account]):
     def ledger_check_display(self, account: Account) -> str:
         count: int = getattr(account, "violation_count", 0)
         if not count:
-            return "OK"
+            return "none found"
         url = reverse("admin:billing_ledgerviolation_changelist") + f"?account__id__exact={account.pk}"
         return format_html('<a href="{}" style="color: var(--error-fg)">{}</a>', url, _count(count, "violation"))
 
