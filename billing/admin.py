@@ -1,6 +1,7 @@
 """Staff views of accounts and the ledger. Nothing here edits a balance or a line:
 balances change only through the "Adjust balance" form, which appends an
-``adjustment`` line naming the staff user and the reason."""
+``adjustment`` line naming the staff user and the reason. Violations found by the
+last ledger check (``billing/invariants.py``) are shown as errors on the accounts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -17,7 +18,7 @@ from django.utils.html import format_html
 
 from billing import services
 from billing.forms import AdjustBalanceForm
-from billing.models import Account, Hold, LedgerLine
+from billing.models import Account, Hold, LedgerLine, LedgerViolation
 from billing.money import format_usd
 from hubsite.models import User
 
@@ -32,6 +33,10 @@ LEDGER_FIELDS = (
     "reason",
     "created_by",
 )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class ReadOnlyMixin:
@@ -69,7 +74,14 @@ class LedgerLineInline(ReadOnlyMixin, LedgerDisplayMixin, admin.TabularInline[Le
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin[Account]):
-    list_display = ("user", "balance_display", "held_display", "concurrent_session_limit", "updated_at")
+    list_display = (
+        "user",
+        "balance_display",
+        "held_display",
+        "concurrent_session_limit",
+        "updated_at",
+        "ledger_check_display",
+    )
     search_fields = ("user__email",)
     list_select_related = ("user",)
     fields = ("user", "balance_display", "held_display", "adjust_link", "concurrent_session_limit")
@@ -79,6 +91,47 @@ class AccountAdmin(admin.ModelAdmin[Account]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # every user gets an account when signing up
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
+        return super().get_queryset(request).annotate(violation_count=Count("ledger_violations"))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if request.method == "GET":
+            found = LedgerViolation.objects.aggregate(violations=Count("pk"), accounts=Count("account", distinct=True))
+            if found["violations"]:
+                url = reverse("admin:billing_ledgerviolation_changelist")
+                self.message_user(
+                    request,
+                    format_html(
+                        'The last ledger check found {} on {}. <a href="{}">See them</a>.',
+                        _count(found["violations"], "violation"),
+                        _count(found["accounts"], "account"),
+                        url,
+                    ),
+                    messages.ERROR,
+                )
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "GET" and object_id.isdigit():
+            for violation in LedgerViolation.objects.filter(account_id=int(object_id)):
+                self.message_user(
+                    request,
+                    f"Ledger check {violation.found_at:%Y-%m-%d %H:%M} UTC: {violation.detail} "
+                    f"(rule: {violation.get_rule_display()})",
+                    messages.ERROR,
+                )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="ledger check", ordering="violation_count")
+    def ledger_check_display(self, account: Account) -> str:
+        count: int = getattr(account, "violation_count", 0)
+        if not count:
+            return "none found"
+        url = reverse("admin:billing_ledgerviolation_changelist") + f"?account__id__exact={account.pk}"
+        return format_html('<a href="{}" style="color: var(--error-fg)">{}</a>', url, _count(count, "violation"))
 
     def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         return False
@@ -120,16 +173,7 @@ class AccountAdmin(admin.ModelAdmin[Account]):
             raise PermissionDenied
         form = AdjustBalanceForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            staff = request.user if isinstance(request.user, User) else None
-            line = services.adjust(
-                account.pk, form.cleaned_data["amount"], staff_user=staff, reason=form.cleaned_data["reason"]
-            )
-            self.message_user(
-                request,
-                f"Adjusted {account.user} by {format_usd(line.amount_micros, 6)}; "
-                f"the balance is now {format_usd(line.balance_after_micros, 6)}.",
-                messages.SUCCESS,
-            )
+            self._apply_adjustment(request, account, form)
             return redirect("admin:billing_account_change", account.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -140,6 +184,35 @@ class AccountAdmin(admin.ModelAdmin[Account]):
             "balance": format_usd(account.balance_micros, 6),
         }
         return TemplateResponse(request, "billing/admin/adjust_balance.html", context)
+
+    def _apply_adjustment(self, request: HttpRequest, account: Account, form: AdjustBalanceForm) -> None:
+        """Append the form's adjustment once: its token is the line's reference, and
+        ``services.adjust`` returns the existing line for a reference it has seen."""
+        reference = form.reference()
+        earlier = LedgerLine.objects.filter(account=account, kind=LedgerLine.Kind.ADJUSTMENT, reference=reference)
+        if line := earlier.first():
+            self.message_user(
+                request,
+                f"This form was already submitted: {format_usd(line.amount_micros, 6)} was appended at "
+                f"{line.created_at:%Y-%m-%d %H:%M:%S} UTC. Nothing changed; open Adjust balance again "
+                "for another adjustment.",
+                messages.WARNING,
+            )
+            return
+        staff = request.user if isinstance(request.user, User) else None
+        line = services.adjust(
+            account.pk,
+            form.cleaned_data["amount"],
+            staff_user=staff,
+            reason=form.cleaned_data["reason"],
+            reference=reference,
+        )
+        self.message_user(
+            request,
+            f"Adjusted {account.user} by {format_usd(line.amount_micros, 6)}; "
+            f"the balance is now {format_usd(line.balance_after_micros, 6)}.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(LedgerLine)
@@ -160,3 +233,14 @@ class HoldAdmin(ReadOnlyMixin, admin.ModelAdmin[Hold]):
     search_fields = ("account__user__email",)
     list_select_related = ("account__user",)
     readonly_fields = ("account", "session", "epoch", "amount_micros", "status", "created_at", "closed_at")
+
+
+@admin.register(LedgerViolation)
+class LedgerViolationAdmin(ReadOnlyMixin, admin.ModelAdmin[LedgerViolation]):
+    """What the last ledger check found; each check replaces the list."""
+
+    list_display = ("found_at", "account", "rule", "detail")
+    list_filter = ("rule",)
+    search_fields = ("account__user__email",)
+    list_select_related = ("account__user",)
+    readonly_fields = ("found_at", "account", "rule", "detail")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -46,7 +47,11 @@ class StatementForm(forms.Form):
 
 
 class AdjustBalanceForm(forms.Form):
-    """Staff: an amount in US dollars (negative takes money away) and why."""
+    """Staff: an amount in US dollars (negative takes money away) and why.
+
+    ``token`` is new each time the form is rendered and becomes the adjustment's
+    reference, so submitting the same rendered form twice (a double click, a reload
+    of the POST) appends one line, not two."""
 
     amount = forms.DecimalField(
         label="Amount (US$)",
@@ -55,6 +60,14 @@ class AdjustBalanceForm(forms.Form):
         help_text="Negative to take money away. A debit larger than the balance writes off the rest.",
     )
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+    token = forms.UUIDField(
+        widget=forms.HiddenInput,
+        initial=uuid.uuid4,
+        error_messages={
+            "required": "This form is incomplete; open Adjust balance again.",
+            "invalid": "This form is incomplete; open Adjust balance again.",
+        },
+    )
 
     def clean_amount(self) -> int:
         amount: Decimal = self.cleaned_data["amount"]
@@ -69,3 +82,8 @@ class AdjustBalanceForm(forms.Form):
         if not reason:
             raise forms.ValidationError("Say why the balance changes.")
         return reason
+
+    def reference(self) -> str:
+        """The adjustment's idempotency key (``LedgerLine.reference``)."""
+        token: uuid.UUID = self.cleaned_data["token"]
+        return f"admin adjustment {token}"

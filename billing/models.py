@@ -156,4 +156,28 @@ class Hold(models.Model):
         return f"hold {self.amount_micros} for session {self.session_id} epoch {self.epoch}"
 
 
+class LedgerViolation(models.Model):
+    """A broken ledger invariant found by the last check (``billing/invariants.py``).
+
+    Each check replaces every row, so the table holds exactly what the last check
+    found; staff see it in the admin. Nothing here repairs money."""
+
+    class Rule(models.TextChoices):
+        BALANCE_IS_SUM_OF_LINES = "balance_sum", "balance = sum of its ledger lines"
+        BALANCE_IS_LAST_LINE = "balance_last_line", "balance = the last line's balance after"
+        HELD_IS_OPEN_HOLDS = "held_open_holds", "held = sum of its open holds"
+        NO_OPEN_HOLD_ON_ENDED_SESSION = "open_hold_ended", "no open hold on an ended session"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="ledger_violations")
+    rule = models.CharField(max_length=20, choices=Rule.choices)
+    detail = models.CharField(max_length=500)
+    found_at = models.DateTimeField()
+
+    class Meta:
+        ordering: ClassVar = ["account_id", "rule", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_rule_display()} broken on {self.account_id}"
+
+
 from billing.stripe_models import CheckoutSession, StripeEvent  # noqa: E402,F401

@@ -224,6 +224,7 @@ BILLING_LEDGER_PAGE_SIZE = env_int("BILLING_LEDGER_PAGE_SIZE", 50, minimum=1)
 # A running epoch's hold stays this much instance time ahead of its cost; when the
 # balance cannot cover the next step, the session pauses (the unfinished epoch is free).
 BILLING_HOLD_STEP_SECONDS = env_int("BILLING_HOLD_STEP_SECONDS", 60, minimum=1)
+BILLING_LEDGER_CHECK_INTERVAL_SECONDS = env_int("BILLING_LEDGER_CHECK_INTERVAL_SECONDS", 600, minimum=0)
 
 # HTTPS and cookies. Production sits behind TLS; a proxy that terminates it must
 # set X-Forwarded-Proto.

@@ -90,6 +90,7 @@ class WorkerPresence(Middleware):
             logger.warning("could not withdraw worker presence", exc_info=True)
 
     def _run(self) -> None:
+        from billing.invariants import maybe_schedule_ledger_check
         from billing.stripe_services import maybe_schedule_reconcile
         from training.sessions import reap_stale_sessions
 
@@ -100,6 +101,7 @@ class WorkerPresence(Middleware):
                 if runs_reaper:
                     reap_stale_sessions()
                     maybe_schedule_reconcile()
+                    maybe_schedule_ledger_check()
             except Exception:
                 logger.exception("worker presence loop failed; retrying")
             finally:
