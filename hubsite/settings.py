@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_dramatiq",
+    "django_ratelimit",
 ]
 
 MIDDLEWARE = [
@@ -65,6 +66,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "hubsite.urls"
@@ -174,6 +176,32 @@ DRAMATIQ_BROKER = {
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+
+# Rate limits on log in, sign up and password reset (hubsite/rate_limits.py): counts
+# per window in Redis, shared by every web process, under their own key prefix.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{DRAMATIQ_NAMESPACE}-ratelimit",
+    },
+}
+RATELIMIT_USE_CACHE = "ratelimit"
+RATELIMIT_VIEW = "hubsite.views.rate_limited"
+# Behind a proxy every client has the proxy's address: name the request.META key of the
+# header the proxy sets to the client's address (e.g. HTTP_X_REAL_IP), never one a
+# client can set itself.
+RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+# django-ratelimit lists only django-redis as a supported Redis cache; Django's own
+# RedisCache increments with Redis INCR too, so its "not officially supported" is noise.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 15 * 60, minimum=1)
+RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT = env_int("RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
+RATE_LIMIT_LOGIN_FAILURES_PER_IP = env_int("RATE_LIMIT_LOGIN_FAILURES_PER_IP", 20, minimum=1)
+RATE_LIMIT_SIGN_UPS_PER_IP = env_int("RATE_LIMIT_SIGN_UPS_PER_IP", 10, minimum=1)
+RATE_LIMIT_PASSWORD_RESETS_PER_IP = env_int("RATE_LIMIT_PASSWORD_RESETS_PER_IP", 5, minimum=1)
+RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS = env_int("RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS", 3, minimum=1)
 
 # Training workers. A session whose heartbeat is older than the stale limit is
 # requeued by the reaper (at most TRAINING_MAX_ATTEMPTS claims), so a lost worker

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import math
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
@@ -8,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from hubsite.forms import SignUpForm
+from hubsite.rate_limits import SIGN_UPS, TooManyAttempts, limit_posts
 
 RECENT_MODELS = 8
 
@@ -30,6 +34,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_not_required
 @require_http_methods(["GET", "POST"])
+@limit_posts(*SIGN_UPS)
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("home")
@@ -46,3 +51,14 @@ def signup(request: HttpRequest) -> HttpResponse:
 @require_GET
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
+
+
+def rate_limited(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The page for a refused sign-in post (``RATELIMIT_VIEW``)."""
+    if isinstance(exception, TooManyAttempts):
+        seconds = exception.retry_after_seconds
+    else:
+        seconds = settings.RATE_LIMIT_WINDOW_SECONDS
+    response = render(request, "429.html", {"minutes": math.ceil(seconds / 60)}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

@@ -51,6 +51,17 @@ def redis_client() -> Iterator[redis.Redis]:
         client.delete(key)
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_limit_counts() -> None:
+    """Each test starts with no sign-in attempts counted. Only the limiter's keys are
+    deleted: clearing the cache would flush the whole Redis database, broker included."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    prefix = settings.CACHES[settings.RATELIMIT_USE_CACHE]["KEY_PREFIX"]
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()
+
+
 def database_url_for_subprocess() -> str:
     """The test database (pytest-django renamed it) as a URL for worker processes."""
     db = settings.DATABASES["default"]

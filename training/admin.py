@@ -1,8 +1,30 @@
+"""Staff views of training objects. Users create and change datasets, models and
+sessions only through the site's validated flows (upload checks, the catalogue's
+architecture and argument checks, the session state machine, billing), so here staff
+may rename a dataset or a model and set instance types, and otherwise only look:
+editing an owner, a dataset, an architecture, training arguments, a status or an
+epoch record would bypass those checks or rewrite history, and deleting from here
+would skip the storage clean-up and cascade through the training history."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin
+from django.http import HttpRequest
+
+from billing.admin import ReadOnlyMixin
 from training.models import Dataset, EpochRecord, Export, InstanceType, TrainingSession, YoloModel
+
+
+class RenameOnlyMixin:
+    """Only the name is editable, on an existing object; no add, no delete."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(InstanceType)
@@ -12,50 +34,51 @@ class InstanceTypeAdmin(admin.ModelAdmin[InstanceType]):
     prepopulated_fields = {"slug": ("name",)}  # noqa: RUF012 - Django's admin API
 
 
+DATASET_FIELDS = (
+    "name", "uid", "owner", "task", "status", "archive", "archive_size", "errors", "stats", "class_names",
+    "created_at", "updated_at",
+)  # fmt: skip
+
+
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin[Dataset]):
+class DatasetAdmin(RenameOnlyMixin, admin.ModelAdmin[Dataset]):
     list_display = ("name", "owner", "task", "status", "created_at")
     list_filter = ("status", "task")
     search_fields = ("name", "owner__email")
-    readonly_fields = ("uid", "archive", "archive_size", "errors", "stats", "class_names")
+    fields = DATASET_FIELDS
+    readonly_fields = DATASET_FIELDS[1:]
+
+
+MODEL_FIELDS = (
+    "name", "uid", "owner", "dataset", "architecture", "pretrained", "train_args", "last_checkpoint",
+    "best_weights", "epochs_completed", "trained_at", "created_at", "updated_at",
+)  # fmt: skip
 
 
 @admin.register(YoloModel)
-class YoloModelAdmin(admin.ModelAdmin[YoloModel]):
+class YoloModelAdmin(RenameOnlyMixin, admin.ModelAdmin[YoloModel]):
     list_display = ("name", "owner", "architecture", "epochs_completed", "trained_at")
     search_fields = ("name", "owner__email")
-    readonly_fields = ("uid", "last_checkpoint", "best_weights", "epochs_completed", "trained_at")
+    fields = MODEL_FIELDS
+    readonly_fields = MODEL_FIELDS[1:]
 
 
-class EpochInline(admin.TabularInline[EpochRecord, TrainingSession]):
+class EpochInline(ReadOnlyMixin, admin.TabularInline[EpochRecord, TrainingSession]):
     model = EpochRecord
     extra = 0
     can_delete = False
     fields = ("epoch", "started_at", "finished_at", "duration_ms", "metrics")
     readonly_fields = fields
 
-    def has_add_permission(self, request: object, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(TrainingSession)
-class TrainingSessionAdmin(admin.ModelAdmin[TrainingSession]):
+class TrainingSessionAdmin(ReadOnlyMixin, admin.ModelAdmin[TrainingSession]):
     list_display = ("pk", "model", "owner", "instance_type", "mode", "status", "created_at", "heartbeat_at")
     list_filter = ("status", "mode", "instance_type")
     search_fields = ("model__name", "owner__email")
-    readonly_fields = (
-        "model", "owner", "instance_type", "mode", "target_epochs", "time_budget_seconds", "start_epoch",
-        "status", "status_detail", "stop_requested_at", "resumed_from", "attempts", "worker_id",
-        "failure_reason", "log_tail", "created_at", "claimed_at", "training_started_at", "heartbeat_at",
-        "finished_at",
-    )  # fmt: skip
     inlines = (EpochInline,)
-
-    def has_add_permission(self, request: object) -> bool:
-        return False
 
 
 @admin.register(Export)
-class ExportAdmin(admin.ModelAdmin[Export]):
+class ExportAdmin(ReadOnlyMixin, admin.ModelAdmin[Export]):
     list_display = ("model", "format", "status", "created_at", "finished_at")
-    readonly_fields = ("model", "format", "status", "weights_epoch", "file", "error", "finished_at")
