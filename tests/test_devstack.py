@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+import redis
 from django.conf import settings
 
 from hubsite.devstack import Stack, free_port
@@ -287,3 +288,6 @@ def test_the_run_command_restarts_a_killed_training_worker_and_keeps_serving(
         for pid in seen:
             if is_running(pid):
                 os.kill(pid, signal.SIGKILL)
+        broker = redis.Redis.from_url(settings.REDIS_URL)
+        for key in broker.scan_iter(f"{env['DRAMATIQ_NAMESPACE']}*"):
+            broker.delete(key)
