@@ -18,7 +18,7 @@ from billing import services
 from billing.invariants import Violation, check_ledger, find_violations, maybe_schedule_ledger_check
 from billing.models import Account, Hold, LedgerLine, LedgerViolation
 from hubsite.models import User
-from tests.billing_fixtures import fund, funded_user, make_session
+from tests.billing_fixtures import WORKER, fund, funded_user, make_session
 from tests.conftest import PASSWORD, WorkerFactory, wait_for
 from training.models import TrainingSession
 
@@ -34,11 +34,11 @@ def busy_account(user: User) -> Account:
     a running session, a released hold, an adjustment and a write-off."""
     account = fund(user, 20_000_000)
     running = make_session(user)
-    assert services.hold_epoch(running.pk, 1)
-    services.capture_epoch(running.pk, 1, 2_000)
-    assert services.hold_epoch(running.pk, 2)  # stays open: the session is training
+    assert services.hold_epoch(running.pk, 1, worker_id=WORKER) is not None
+    services.capture_epoch(running.pk, 1, 2_000, worker_id=WORKER)
+    assert services.hold_epoch(running.pk, 2, worker_id=WORKER) is not None  # stays open: the session is training
     ended = make_session(user)
-    assert services.hold_epoch(ended.pk, 1)
+    assert services.hold_epoch(ended.pk, 1, worker_id=WORKER) is not None
     TrainingSession.objects.filter(pk=ended.pk).update(status=Status.STOPPED)
     services.release_holds(ended.pk)
     services.adjust(account.pk, -1_000_000, staff_user=None, reason="goodwill reversal")
@@ -120,7 +120,7 @@ def test_a_hold_reopened_behind_the_ledgers_back_breaks_the_held_rule(busy_accou
 @pytest.mark.parametrize("final", TrainingSession.FINAL_STATUSES)
 def test_an_open_hold_on_an_ended_session_is_a_violation(funded_user: User, final: str) -> None:
     session = make_session(funded_user)
-    assert services.hold_epoch(session.pk, 1)
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
     hold = Hold.objects.get(session=session)
     TrainingSession.objects.filter(pk=session.pk).update(status=final)  # ended without settling
     violations = find_violations()
@@ -132,8 +132,9 @@ def test_an_open_hold_on_an_ended_session_is_a_violation(funded_user: User, fina
 
 @pytest.mark.parametrize("active", TrainingSession.ACTIVE_STATUSES)
 def test_an_open_hold_on_an_active_session_is_fine(funded_user: User, active: str) -> None:
-    session = make_session(funded_user, status=active)
-    assert services.hold_epoch(session.pk, 1)
+    session = make_session(funded_user)
+    assert services.hold_epoch(session.pk, 1, worker_id=WORKER) is not None
+    TrainingSession.objects.filter(pk=session.pk).update(status=active)  # e.g. requeued while settling
     assert find_violations() == []
 
 
