@@ -211,7 +211,7 @@ def test_it_takes_a_refund_back_and_writes_off_what_the_balance_cannot_cover(cli
     assert post(client, again, signature_header(again)).status_code == 200
     assert balance(user) == 0
     kinds = list(LedgerLine.objects.order_by("id").values_list("kind", "amount_micros"))
-    assert kinds[-2:] == [("write_off", 15_000_000), ("adjustment", -20_000_000)]
+    assert kinds[-2:] == [("write_off", 15_000_000), ("payment_refund", -20_000_000)]
     record.refresh_from_db()
     assert record.refunded_cents == 2000
 
