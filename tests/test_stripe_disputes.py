@@ -8,7 +8,6 @@ US$1.80 card payment, and 600 s of training use US$0.60 of it (US$1.20 unused).
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -334,21 +333,21 @@ def _in_thread(target: Callable[[], Any], results: list[Any]) -> threading.Threa
     return thread
 
 
-def _race(*actions: Callable[[], Any]) -> list[Any]:
-    """Run the actions in threads that start together (each after a random pause of
-    up to 50 ms, so either may win); returns their results in the order they finished."""
+def _race(*actions: tuple[float, Callable[[], Any]]) -> list[Any]:
+    """Run (delay, action) pairs in threads that start together, each action after its
+    delay; returns their results in the order they finished."""
     start = threading.Barrier(len(actions))
 
-    def after_start(action: Callable[[], Any]) -> Callable[[], Any]:
+    def after_start(delay: float, action: Callable[[], Any]) -> Callable[[], Any]:
         def run() -> Any:
             start.wait(10)
-            time.sleep(random.uniform(0, 0.05))
+            time.sleep(delay)
             return action()
 
         return run
 
     results: list[Any] = []
-    threads = [_in_thread(after_start(action), results) for action in actions]
+    threads = [_in_thread(after_start(delay, action), results) for delay, action in actions]
     for thread in threads:
         thread.join(30)
     return results
@@ -402,7 +401,9 @@ def test_a_refund_or_dispute_racing_the_sessions_end_never_pays_twice(
 ) -> None:
     webhook_url = f"{live_server.url}/billing/stripe/webhook/"
     account = Account.objects.get(user=customer)
-    for _ in range(4):
+    # The webhook goes through the emulator over HTTP; delaying the session's end by
+    # more and more lets the iterations cover "end first", overlap and "webhook first".
+    for end_delay in (0.0, 0.03, 0.06, 0.1, 0.2, 0.4):
         record, session = pay_now(owner_client, customer, stripe_live)
         train_600_seconds(session)
         stripe_live.register_webhook(DEAD_URL)  # keep the event back, then send it at the session's end
@@ -413,8 +414,8 @@ def test_a_refund_or_dispute_racing_the_sessions_end_never_pays_twice(
         stripe_live.register_webhook(webhook_url)
 
         results = _race(
-            partial(sessions.finish, session.pk, WORKER, Status.COMPLETED),
-            partial(stripe_live.redeliver, sent["event"], times=1),
+            (end_delay, partial(sessions.finish, session.pk, WORKER, Status.COMPLETED)),
+            (0.0, partial(stripe_live.redeliver, sent["event"], times=1)),
         )
         assert sorted(map(str, results)) == ["True", "[200]"]
 
