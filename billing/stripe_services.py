@@ -46,15 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STRIPE_MINIMUM_CENTS = 50  # Stripe refuses a USD charge below US$0.50
-HANDLED_EVENTS = frozenset(
-    {
-        "checkout.session.completed",
-        "checkout.session.expired",
-        "charge.refunded",
-        "charge.dispute.created",
-        "charge.dispute.closed",
-    }
-)
 
 
 class CheckoutUnavailable(Exception):
@@ -237,7 +228,7 @@ def _set_lock_timeout() -> None:
 
 
 def _process(event: dict[str, Any]) -> Outcome:
-    event_type = event.get("type")
+    event_type = str(event.get("type"))
     if event_type not in HANDLED_EVENTS:
         return Outcome(StripeEvent.Status.IGNORED, f"event type {event_type} is not handled")
     if event.get("api_version") != settings.STRIPE_API_VERSION:
@@ -250,7 +241,7 @@ def _process(event: dict[str, Any]) -> Outcome:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         return Outcome(StripeEvent.Status.IGNORED, "the event has no data.object")
-    return _HANDLERS[str(event_type)](obj)
+    return _HANDLERS[event_type](obj)
 
 
 def _mismatch(record: CheckoutSession, session: dict[str, Any]) -> str:
@@ -469,6 +460,7 @@ _HANDLERS: dict[str, Callable[[dict[str, Any]], Outcome]] = {
     "charge.dispute.created": _apply_dispute,
     "charge.dispute.closed": _apply_dispute,
 }
+HANDLED_EVENTS = frozenset(_HANDLERS)
 
 
 # -- reconciliation -----------------------------------------------------------
