@@ -57,6 +57,10 @@ class LedgerLine(models.Model):
         TIMED_REFUND = "timed_refund", "Timed refund"
         ADJUSTMENT = "adjustment", "Adjustment"
         WRITE_OFF = "write_off", "Write-off"
+        # Stripe refunds and disputes of a card payment (docs/stripe.md, "Refunds and disputes").
+        PAYMENT_REFUND = "payment_refund", "Refunded to card"
+        DISPUTE = "dispute", "Disputed payment"
+        DISPUTE_REVERSAL = "dispute_reversal", "Dispute closed: returned"
 
     # No index of its own: the (account, created_at, id) index below serves it.
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_lines", db_index=False)
@@ -103,17 +107,25 @@ class LedgerLine(models.Model):
             ),
             models.UniqueConstraint(fields=["reference"], condition=Q(kind="top_up"), name="one_top_up_per_reference"),
             models.UniqueConstraint(
+                fields=["kind", "reference"],
+                condition=Q(kind__in=["payment_refund", "dispute", "dispute_reversal"]),
+                name="one_stripe_take_back_per_reference",
+            ),
+            models.UniqueConstraint(
                 fields=["account", "reference"],
                 condition=Q(kind="adjustment") & ~Q(reference=""),
                 name="one_adjustment_per_account_reference",
             ),
-            # Charges and prepayments take money; top-ups and refunds give it back.
+            # Charges, prepayments and what a Stripe refund or dispute takes back take
+            # money; top-ups, refunds, write-offs and a won dispute give it back.
             models.CheckConstraint(
-                condition=~Q(kind__in=["epoch_charge", "timed_prepayment"]) | Q(amount_micros__lte=0),
+                condition=~Q(kind__in=["epoch_charge", "timed_prepayment", "payment_refund", "dispute"])
+                | Q(amount_micros__lte=0),
                 name="ledger_debits_not_positive",
             ),
             models.CheckConstraint(
-                condition=~Q(kind__in=["top_up", "timed_refund", "write_off"]) | Q(amount_micros__gte=0),
+                condition=~Q(kind__in=["top_up", "timed_refund", "write_off", "dispute_reversal"])
+                | Q(amount_micros__gte=0),
                 name="ledger_credits_not_negative",
             ),
         ]

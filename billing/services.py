@@ -35,8 +35,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import Account, Hold, LedgerLine
-from billing.money import MICROS_PER_CENT, format_usd
+from billing.money import MICROS_PER_CENT, cents_to_micros, format_usd
 from billing.signals import balance_credited
+from billing.stripe_models import CheckoutSession
 from training.models import TrainingSession
 
 if TYPE_CHECKING:
@@ -247,7 +248,12 @@ def refund_timed(session_id: int, used_seconds: int) -> LedgerLine | None:
     unused = price - price of ``used_seconds`` (training time), never negative and
     never above the price. Exactly one ``timed_refund`` line per session, even when
     it is zero (the line marks the session settled); a second call returns it. None
-    when the session has no prepayment."""
+    when the session has no prepayment.
+
+    A Pay Now session whose card payment was refunded or disputed in Stripe while it
+    ran gets the same line, followed in the same transaction by the take-back of that
+    refund or dispute (``take_back_payment``, deferred until now): the card refund
+    replaces the balance refund, so the customer is never paid twice."""
     with transaction.atomic():
         account = _lock_session_owner_account(session_id)
         existing = LedgerLine.objects.filter(kind=Kind.TIMED_REFUND, session_id=session_id).first()
@@ -261,7 +267,7 @@ def refund_timed(session_id: int, used_seconds: int) -> LedgerLine | None:
         used = min(max(0, used_seconds), budget_seconds)
         price_per_hour = prepayment.price_per_hour_micros or 0
         refund = min(price, max(0, price - timed_price_micros(used, price_per_hour)))
-        return _append(
+        line = _append(
             account,
             Kind.TIMED_REFUND,
             refund,
@@ -270,6 +276,123 @@ def refund_timed(session_id: int, used_seconds: int) -> LedgerLine | None:
             price_per_hour_micros=price_per_hour,
             reference=f"session {session_id} refund ({used} s used)",
         )
+        _take_back_stripe_payment_of(session_id)
+        return line
+
+
+def _take_back_stripe_payment_of(session_id: int) -> None:
+    """The take-backs a Pay Now's refund or dispute deferred until its session ended.
+
+    Read under the account lock that the Stripe webhook also takes before it decides
+    to defer, so each refund or dispute is taken back once: here or by the webhook."""
+    payment = CheckoutSession.objects.filter(
+        training_session_id=session_id, purpose=CheckoutSession.Purpose.TIMED_PAY_NOW
+    ).first()
+    if payment is None:
+        return
+    if payment.refunded_cents:
+        take_back_payment(
+            payment.account_id,
+            cents_to_micros(payment.refunded_cents),
+            kind=Kind.PAYMENT_REFUND,
+            reference=payment.refund_reference(),
+            reason=f"Card payment refunded in Stripe (checkout {payment.pk}) while the session ran",
+            session_id=session_id,
+        )
+    if payment.dispute_takes_money:
+        take_back_payment(
+            payment.account_id,
+            cents_to_micros(payment.disputed_cents),
+            kind=Kind.DISPUTE,
+            reference=payment.dispute_reference(),
+            reason=f"Card payment disputed in Stripe (checkout {payment.pk}) while the session ran",
+            session_id=session_id,
+        )
+
+
+# --- Stripe refunds and disputes -----------------------------------------------------
+
+_TAKE_BACK_KINDS = (Kind.PAYMENT_REFUND, Kind.DISPUTE, Kind.DISPUTE_REVERSAL)
+
+
+def take_back_payment(
+    account_id: int, amount_micros: int, *, kind: str, reference: str, reason: str, session_id: int | None = None
+) -> LedgerLine | None:
+    """Take back what a card payment bought when Stripe refunds or disputes
+    ``amount_micros`` of it (own transaction, or the caller's).
+
+    - A top-up (``session_id`` None): the amount, from the balance. Never below zero:
+      what the balance cannot cover (the customer spent it) is written off first, as
+      its own line.
+    - A Pay Now (``session_id``: the Timed session it prepaid): at most the session's
+      unused time, i.e. its balance refund less what earlier refunds and disputes of
+      the payment took; the training time already used is not charged again. While
+      the session has not ended (no ``timed_refund`` line yet) nothing is written and
+      None is returned: ``refund_timed`` takes it back when the session ends.
+
+    ``kind`` is ``payment_refund`` or ``dispute``. One line per (kind, ``reference``),
+    written even when it takes nothing (it records the event); a second call returns it."""
+    if kind not in (Kind.PAYMENT_REFUND, Kind.DISPUTE):
+        raise ValueError("only a payment refund or a dispute is taken back")
+    if amount_micros <= 0:
+        raise ValueError("the amount taken back must be positive")
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=account_id)
+        existing = LedgerLine.objects.filter(kind=kind, reference=reference).first()
+        if existing is not None:
+            return existing
+        take = amount_micros
+        if session_id is not None:
+            balance_refund = LedgerLine.objects.filter(kind=Kind.TIMED_REFUND, session_id=session_id).first()
+            if balance_refund is None:
+                return None  # still running: its end takes it back (refund_timed)
+            taken = -int(
+                LedgerLine.objects.filter(kind__in=_TAKE_BACK_KINDS, session_id=session_id).aggregate(
+                    total=Sum("amount_micros")
+                )["total"]
+                or 0
+            )
+            take = min(amount_micros, max(0, balance_refund.amount_micros - taken))
+            if take < amount_micros:
+                reason = f"{reason}; {format_usd(amount_micros - take, 4)} of it paid for training already done"
+        shortfall = take - account.balance_micros
+        if shortfall > 0:
+            _append(account, Kind.WRITE_OFF, shortfall, reference=reference, reason=f"Already spent: {reason}"[:500])
+        return _append(account, kind, -take, session_id=session_id, reference=reference, reason=reason[:500])
+
+
+def reverse_dispute(account_id: int, *, reference: str, reason: str) -> LedgerLine | None:
+    """Return what a dispute took once it closes in the seller's favour (own
+    transaction, or the caller's): one ``dispute_reversal`` line of what the
+    ``dispute`` line with ``reference`` took from the balance, its write-off excluded
+    (money the customer had already spent is not handed back). None when the dispute
+    took nothing yet (a Pay Now whose session has not ended; it now never will);
+    a second call returns the first line."""
+    with transaction.atomic():
+        account = Account.objects.select_for_update().get(pk=account_id)
+        existing = LedgerLine.objects.filter(kind=Kind.DISPUTE_REVERSAL, reference=reference).first()
+        if existing is not None:
+            return existing
+        dispute = LedgerLine.objects.filter(kind=Kind.DISPUTE, reference=reference, account=account).first()
+        if dispute is None:
+            return None
+        written_off = int(
+            LedgerLine.objects.filter(kind=Kind.WRITE_OFF, reference=reference, account=account).aggregate(
+                total=Sum("amount_micros")
+            )["total"]
+            or 0
+        )
+        line = _append(
+            account,
+            Kind.DISPUTE_REVERSAL,
+            -dispute.amount_micros - written_off,
+            session_id=dispute.session_id,
+            reference=reference,
+            reason=reason[:500],
+        )
+        if line.amount_micros > 0:
+            _announce_credit(account)
+        return line
 
 
 # --- credits and adjustments ---------------------------------------------------------

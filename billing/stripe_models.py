@@ -26,6 +26,12 @@ class CheckoutSession(models.Model):
         EXPIRED = "expired", "Expired"  # abandoned, expired or cancelled: nothing paid
         FAILED = "failed", "Failed"  # Stripe refused to create the session
 
+    class DisputeStatus(models.TextChoices):
+        NONE = "", "None"
+        OPEN = "open", "Open"  # any of Stripe's open statuses, inquiries included: the amount is frozen
+        WON = "won", "Won"  # won, or an inquiry closed without a chargeback: the frozen amount is returned
+        LOST = "lost", "Lost"  # the bank took the money back: the frozen amount stays taken
+
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)  # the idempotency key's root
     account = models.ForeignKey("billing.Account", on_delete=models.PROTECT, related_name="checkout_sessions")
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.TOP_UP)
@@ -38,6 +44,10 @@ class CheckoutSession(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     # Cents refunded in Stripe so far (charge.refunded carries the running total).
     refunded_cents = models.PositiveIntegerField(default=0)
+    # The payment's dispute (Stripe allows one per charge), as the last event told us.
+    stripe_dispute_id = models.CharField(max_length=255, blank=True)
+    dispute_status = models.CharField(max_length=4, choices=DisputeStatus.choices, blank=True, default="")
+    disputed_cents = models.PositiveIntegerField(default=0)
     # Pay Now: what to start once paid. The session exists only after payment.
     model = models.ForeignKey("training.YoloModel", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     instance_type = models.ForeignKey(
@@ -66,6 +76,26 @@ class CheckoutSession(models.Model):
 
     def __str__(self) -> str:
         return f"checkout {self.pk} ({self.get_purpose_display()}, {self.amount_cents} cents, {self.status})"
+
+    @property
+    def paid_session_id(self) -> int | None:
+        """The Timed session this payment prepaid (Pay Now), or None: a top-up, or a
+        Pay Now whose session could not start (its money stayed on the balance)."""
+        if self.purpose != self.Purpose.TIMED_PAY_NOW:
+            return None
+        return self.training_session_id
+
+    @property
+    def dispute_takes_money(self) -> bool:
+        """An open or lost dispute: its amount is taken from what the payment bought."""
+        return self.dispute_status in (self.DisputeStatus.OPEN, self.DisputeStatus.LOST)
+
+    def refund_reference(self) -> str:
+        """The ledger reference of the take-back for the refunds up to ``refunded_cents``."""
+        return f"stripe refund {self.stripe_session_id} total {self.refunded_cents}"
+
+    def dispute_reference(self) -> str:
+        return f"stripe dispute {self.stripe_dispute_id}"
 
 
 class StripeEvent(models.Model):

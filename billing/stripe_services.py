@@ -18,6 +18,7 @@ The rules (docs/stripe.md has the long form):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing import services as billing
+from billing.models import LedgerLine
 from billing.money import MICROS_PER_CENT, cents_to_micros
 from billing.stripe_client import stripe_client
 from billing.stripe_models import CheckoutSession, StripeEvent
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STRIPE_MINIMUM_CENTS = 50  # Stripe refuses a USD charge below US$0.50
-HANDLED_EVENTS = frozenset({"checkout.session.completed", "checkout.session.expired", "charge.refunded"})
 
 
 class CheckoutUnavailable(Exception):
@@ -227,7 +228,7 @@ def _set_lock_timeout() -> None:
 
 
 def _process(event: dict[str, Any]) -> Outcome:
-    event_type = event.get("type")
+    event_type = str(event.get("type"))
     if event_type not in HANDLED_EVENTS:
         return Outcome(StripeEvent.Status.IGNORED, f"event type {event_type} is not handled")
     if event.get("api_version") != settings.STRIPE_API_VERSION:
@@ -240,11 +241,7 @@ def _process(event: dict[str, Any]) -> Outcome:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         return Outcome(StripeEvent.Status.IGNORED, "the event has no data.object")
-    if event_type == "checkout.session.completed":
-        return _apply_paid_session(obj)
-    if event_type == "checkout.session.expired":
-        return _apply_expired_session(obj)
-    return _apply_refund(obj)
+    return _HANDLERS[event_type](obj)
 
 
 def _mismatch(record: CheckoutSession, session: dict[str, Any]) -> str:
@@ -334,17 +331,39 @@ def _apply_expired_session(session: dict[str, Any]) -> Outcome:
     return Outcome(StripeEvent.Status.PROCESSED, "checkout expired")
 
 
+def _payment_record(obj: dict[str, Any]) -> CheckoutSession | None:
+    """Our row for the payment a charge or dispute belongs to, row-locked."""
+    intent = obj.get("payment_intent")
+    if not isinstance(intent, str) or not intent:
+        return None
+    return CheckoutSession.objects.select_for_update().filter(stripe_payment_intent_id=intent).first()
+
+
+def _stop_paid_session(record: CheckoutSession) -> None:
+    """A refund or dispute of a Pay Now stops its session (if it still runs); its end
+    then settles the money (``billing.services.refund_timed``)."""
+    from training.models import TrainingSession
+    from training.sessions import request_stop
+
+    session_id = record.paid_session_id
+    if session_id is None:
+        return
+    session = TrainingSession.objects.filter(pk=session_id, status__in=TrainingSession.ACTIVE_STATUSES).first()
+    if session is not None:
+        request_stop(session)
+
+
 def _apply_refund(charge: dict[str, Any]) -> Outcome:
-    """A refund made in Stripe: take the refunded amount back from the balance (an
-    adjustment; whatever the balance cannot cover is written off)."""
-    intent = charge.get("payment_intent")
-    record = (
-        CheckoutSession.objects.select_for_update().filter(stripe_payment_intent_id=intent).first()
-        if isinstance(intent, str) and intent
-        else None
-    )
+    """A refund made in Stripe (the dashboard): take back what the payment bought.
+
+    A top-up: the newly refunded amount, from the balance (a ``payment_refund`` line;
+    what the balance cannot cover is written off). A Pay Now: its session stops, and
+    at most its unused time is taken back, when it has ended (the card refund
+    replaces the balance refund). Stripe sends the running total ``amount_refunded``;
+    our row keeps it, so each new part is taken back once."""
+    record = _payment_record(charge)
     if record is None:
-        return Outcome(StripeEvent.Status.IGNORED, f"no checkout of ours paid with {intent!r}")
+        return Outcome(StripeEvent.Status.IGNORED, f"no checkout of ours paid with {charge.get('payment_intent')!r}")
     if str(charge.get("currency") or "").lower() != record.currency:
         return Outcome(StripeEvent.Status.IGNORED, f"refund currency {charge.get('currency')!r} is not ours")
     refunded = charge.get("amount_refunded")
@@ -353,16 +372,95 @@ def _apply_refund(charge: dict[str, Any]) -> Outcome:
     new = refunded - record.refunded_cents
     if new <= 0:
         return Outcome(StripeEvent.Status.PROCESSED, "refund already recorded")
-    billing.adjust(
-        record.account_id,
-        -cents_to_micros(new),
-        staff_user=None,
-        reason=f"Refunded in Stripe: checkout {record.pk} ({charge.get('id')})",
-        reference=f"stripe refund {record.stripe_session_id} total {refunded}",
-    )
     record.refunded_cents = refunded
     record.save(update_fields=["refunded_cents"])
-    return Outcome(StripeEvent.Status.PROCESSED, f"refund of {new} cents taken back")
+    # The session row before the account row: the order a session's own end takes them in.
+    _stop_paid_session(record)
+    line = billing.take_back_payment(
+        record.account_id,
+        cents_to_micros(new),
+        kind=LedgerLine.Kind.PAYMENT_REFUND,
+        reference=record.refund_reference(),
+        reason=f"Card payment refunded in Stripe: checkout {record.pk} ({charge.get('id')})",
+        session_id=record.paid_session_id,
+    )
+    return Outcome(StripeEvent.Status.PROCESSED, f"refund of {new} cents: {_taken(line)}")
+
+
+# Stripe's dispute statuses; the "warning_" ones are inquiries (no chargeback yet).
+_DISPUTE_STATUSES = {
+    "warning_needs_response": CheckoutSession.DisputeStatus.OPEN,
+    "warning_under_review": CheckoutSession.DisputeStatus.OPEN,
+    "needs_response": CheckoutSession.DisputeStatus.OPEN,
+    "under_review": CheckoutSession.DisputeStatus.OPEN,
+    "warning_closed": CheckoutSession.DisputeStatus.WON,
+    "won": CheckoutSession.DisputeStatus.WON,
+    "lost": CheckoutSession.DisputeStatus.LOST,
+}
+
+
+def _apply_dispute(dispute: dict[str, Any]) -> Outcome:
+    """``charge.dispute.created`` and ``charge.dispute.closed``, in either order.
+
+    Open (inquiries too) or lost: the disputed amount is frozen, taken back like a
+    refund (``dispute`` line; a Pay Now's session stops). Won, or an inquiry closed:
+    what the dispute took is returned (``dispute_reversal``). A closed dispute stays
+    closed when a late ``created`` arrives."""
+    record = _payment_record(dispute)
+    if record is None:
+        return Outcome(StripeEvent.Status.IGNORED, f"no checkout of ours paid with {dispute.get('payment_intent')!r}")
+    dispute_id, amount = dispute.get("id"), dispute.get("amount")
+    status = _DISPUTE_STATUSES.get(str(dispute.get("status")))
+    if not isinstance(dispute_id, str) or not dispute_id.startswith("dp_") or status is None:
+        detail = f"not a dispute we understand: {dispute_id!r} with status {dispute.get('status')!r}"
+        return Outcome(StripeEvent.Status.IGNORED, detail)
+    if str(dispute.get("currency") or "").lower() != record.currency:
+        return Outcome(StripeEvent.Status.IGNORED, f"dispute currency {dispute.get('currency')!r} is not ours")
+    if not isinstance(amount, int) or not 0 < amount <= record.amount_cents:
+        return Outcome(StripeEvent.Status.IGNORED, f"disputed amount {amount!r} is not within the payment")
+    if record.stripe_dispute_id not in ("", dispute_id):
+        detail = f"checkout {record.pk} already has dispute {record.stripe_dispute_id}"
+        return Outcome(StripeEvent.Status.IGNORED, detail)
+    closed = record.dispute_status in (CheckoutSession.DisputeStatus.WON, CheckoutSession.DisputeStatus.LOST)
+    if not (closed and status == CheckoutSession.DisputeStatus.OPEN):
+        record.dispute_status = status
+    record.stripe_dispute_id = dispute_id
+    record.disputed_cents = amount
+    record.save(update_fields=["stripe_dispute_id", "dispute_status", "disputed_cents"])
+    if record.dispute_status == CheckoutSession.DisputeStatus.WON:
+        line = billing.reverse_dispute(
+            record.account_id,
+            reference=record.dispute_reference(),
+            reason=f"Dispute {dispute_id} of checkout {record.pk} closed in our favour",
+        )
+        returned = "nothing had been taken" if line is None else f"{line.amount_micros} micro-dollars returned"
+        return Outcome(StripeEvent.Status.PROCESSED, f"dispute {dispute_id} won: {returned}")
+    _stop_paid_session(record)
+    line = billing.take_back_payment(
+        record.account_id,
+        cents_to_micros(amount),
+        kind=LedgerLine.Kind.DISPUTE,
+        reference=record.dispute_reference(),
+        reason=f"Card payment disputed in Stripe: checkout {record.pk} ({dispute_id})",
+        session_id=record.paid_session_id,
+    )
+    return Outcome(StripeEvent.Status.PROCESSED, f"dispute {dispute_id} {record.dispute_status}: {_taken(line)}")
+
+
+def _taken(line: LedgerLine | None) -> str:
+    if line is None:
+        return "taken back when its session ends"
+    return f"{-line.amount_micros} micro-dollars taken back"
+
+
+_HANDLERS: dict[str, Callable[[dict[str, Any]], Outcome]] = {
+    "checkout.session.completed": _apply_paid_session,
+    "checkout.session.expired": _apply_expired_session,
+    "charge.refunded": _apply_refund,
+    "charge.dispute.created": _apply_dispute,
+    "charge.dispute.closed": _apply_dispute,
+}
+HANDLED_EVENTS = frozenset(_HANDLERS)
 
 
 # -- reconciliation -----------------------------------------------------------

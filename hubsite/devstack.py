@@ -473,7 +473,13 @@ def ensure_stripe_emulator(running: Stack, data_dir: Path) -> None:
                 ("secret", secret),
                 *[
                     ("events[]", name)
-                    for name in ("checkout.session.completed", "checkout.session.expired", "charge.refunded")
+                    for name in (
+                        "checkout.session.completed",
+                        "checkout.session.expired",
+                        "charge.refunded",
+                        "charge.dispute.created",
+                        "charge.dispute.closed",
+                    )
                 ],
             ]
         ).encode()

@@ -28,7 +28,13 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from pytest_django.live_server_helper import LiveServer
 
 WEBHOOK_SECRET = "whsec_tests_0123456789abcdef"
-EVENTS = ("checkout.session.completed", "checkout.session.expired", "charge.refunded")
+EVENTS = (
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+)
 DEAD_URL = "http://127.0.0.1:9/nowhere/"  # the discard port: deliveries there are lost
 
 
@@ -66,6 +72,23 @@ class Emulator:
     def refund(self, session_id: str, amount_cents: int | None = None) -> dict[str, Any]:
         data = {} if amount_cents is None else {"amount": amount_cents}
         response = requests.post(f"{self.base}/_config/checkout/sessions/{session_id}/refund", data=data, timeout=10)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def dispute(self, session_id: str, amount_cents: int | None = None, status: str | None = None) -> dict[str, Any]:
+        """The customer's bank disputes the session's charge (``charge.dispute.created``)."""
+        data = {key: value for key, value in (("amount", amount_cents), ("status", status)) if value is not None}
+        response = requests.post(f"{self.base}/_config/checkout/sessions/{session_id}/dispute", data=data, timeout=10)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def close_dispute(self, dispute_id: str, status: str) -> dict[str, Any]:
+        """The dispute's outcome: ``won``, ``lost`` or ``warning_closed`` (``charge.dispute.closed``)."""
+        response = requests.post(
+            f"{self.base}/_config/disputes/{dispute_id}/close", data={"status": status}, timeout=10
+        )
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result

@@ -108,7 +108,7 @@ def test_it_takes_back_a_refund_made_in_stripe(owner_client: Client, user: User,
     wait_for(lambda: balance(user) == 20_000_000, timeout=15)
     stripe_live.refund(str(record.stripe_session_id), 500)
     wait_for(lambda: balance(user) == 15_000_000, timeout=15)
-    assert LedgerLine.objects.get(kind="adjustment").amount_micros == -5_000_000
+    assert LedgerLine.objects.get(kind="payment_refund").amount_micros == -5_000_000
 
 
 def test_pay_now_queues_the_timed_session_in_one_go(

@@ -211,7 +211,7 @@ def test_it_takes_a_refund_back_and_writes_off_what_the_balance_cannot_cover(cli
     assert post(client, again, signature_header(again)).status_code == 200
     assert balance(user) == 0
     kinds = list(LedgerLine.objects.order_by("id").values_list("kind", "amount_micros"))
-    assert kinds[-2:] == [("write_off", 15_000_000), ("adjustment", -20_000_000)]
+    assert kinds[-2:] == [("write_off", 15_000_000), ("payment_refund", -20_000_000)]
     record.refresh_from_db()
     assert record.refunded_cents == 2000
 
@@ -252,3 +252,63 @@ def test_it_answers_503_on_a_lock_timeout_and_keeps_the_event_for_the_retry(
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("processed", 2)
     assert balance(user) == 20_000_000
+
+
+def dispute_object(**changes: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "id": "dp_test_1",
+        "object": "dispute",
+        "amount": 2000,
+        "currency": "usd",
+        "charge": "ch_1",
+        "payment_intent": "pi_test_1",
+        "status": "needs_response",
+    }
+    obj.update(changes)
+    return obj
+
+
+def paid_record(client: Client, user: User) -> CheckoutSession:
+    record = make_record(user)
+    paid = event_payload("checkout.session.completed", session_object(record))
+    assert post(client, paid, signature_header(paid)).status_code == 200
+    return record
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"payment_intent": "pi_someone_else"}, "no checkout of ours"),
+        ({"currency": "eur"}, "currency"),
+        ({"amount": 2001}, "not within the payment"),
+        ({"amount": 0}, "not within the payment"),
+        ({"amount": "2000"}, "not within the payment"),
+        ({"status": "charge_refunded"}, "not a dispute we understand"),
+        ({"id": "ch_1"}, "not a dispute we understand"),
+    ],
+)
+def test_it_takes_nothing_for_a_dispute_that_does_not_match(
+    client: Client, user: User, changes: dict[str, Any], reason: str
+) -> None:
+    record = paid_record(client, user)
+    payload = event_payload("charge.dispute.created", dispute_object(**changes), event_id="evt_dispute")
+    assert post(client, payload, signature_header(payload)).status_code == 200
+    event = StripeEvent.objects.get(stripe_id="evt_dispute")
+    assert event.status == "ignored"
+    assert reason in event.error
+    assert balance(user) == 20_000_000
+    record.refresh_from_db()
+    assert (record.stripe_dispute_id, record.dispute_status) == ("", "")
+
+
+def test_it_ignores_a_second_dispute_of_one_payment(client: Client, user: User) -> None:
+    record = paid_record(client, user)
+    first = event_payload("charge.dispute.created", dispute_object(amount=500), event_id="evt_dispute_1")
+    assert post(client, first, signature_header(first)).status_code == 200
+    second = event_payload("charge.dispute.created", dispute_object(id="dp_test_2"), event_id="evt_dispute_2")
+    assert post(client, second, signature_header(second)).status_code == 200
+    assert StripeEvent.objects.get(stripe_id="evt_dispute_2").status == "ignored"
+    assert list(LedgerLine.objects.filter(kind="dispute").values_list("amount_micros", flat=True)) == [-5_000_000]
+    assert balance(user) == 15_000_000
+    record.refresh_from_db()
+    assert (record.stripe_dispute_id, record.disputed_cents) == ("dp_test_1", 500)

@@ -17,6 +17,14 @@ What it covers, in the shape Stripe's API has it:
   redirects to ``success_url``.
 - ``POST /_config/checkout/sessions/{id}/refund`` (optional ``amount`` in cents):
   refunds a paid session like Stripe's dashboard would and sends ``charge.refunded``.
+  A charge with an open or lost dispute cannot be refunded (as in Stripe).
+- ``POST /_config/checkout/sessions/{id}/dispute`` (optional ``amount``, default the
+  unrefunded rest, and ``status``, default ``needs_response``; ``warning_needs_response``
+  opens an inquiry): the customer's bank disputes the session's charge; sends
+  ``charge.dispute.created`` with a ``dispute`` object. One dispute per charge.
+- ``POST /_config/disputes/{id}/close`` (``status``: ``won``, ``lost`` or
+  ``warning_closed``): the dispute's outcome; sends ``charge.dispute.closed``.
+  ``GET /v1/disputes/{id}`` retrieves one.
 - ``POST /_config/events/{id}/deliver`` (optional ``times``): delivers a stored
   event again, ``times`` copies at once, and answers with the HTTP statuses our
   endpoint returned (tests use it for concurrent redelivery).
@@ -410,11 +418,94 @@ async def refund(request: web.Request) -> web.Response:
     session = _get(request.match_info["id"])
     if session.status != "complete" or not session.payment_intent:
         raise UserError(400, "Only a paid Checkout Session can be refunded.")
+    disputed = _dispute_of(_charge_of(session))
+    if disputed is not None and not disputed.is_charge_refundable:
+        raise UserError(400, f"The charge is disputed ({disputed.status}) and cannot be refunded.")
     data = await server.get_post_data(request) or {}
     resources.Refund(payment_intent=session.payment_intent, amount=data.get("amount"))
-    charge = resources.PaymentIntent._api_retrieve(session.payment_intent).latest_charge
+    charge = _charge_of(session)
     event = _send_event("charge.refunded", charge, session._api_version)
     return _json({"event": event.id, "charge": charge.id, "amount_refunded": charge.amount_refunded})
+
+
+class Dispute(resources.StripeObject):  # type: ignore[misc]
+    """A charge's dispute, in the shape of Stripe's ``dispute`` object (the fields our
+    webhook reads and a few more); localstripe has none."""
+
+    object = "dispute"
+    _id_prefix = "dp_"
+
+    def __init__(self, *, charge: Any, amount: int, status: str) -> None:
+        super().__init__()
+        self.charge = charge.id
+        self.payment_intent = charge.payment_intent
+        self.amount = amount
+        self.currency = charge.currency
+        self.reason = "fraudulent"
+        self.status = status
+        self.is_charge_refundable = False
+        self.evidence: dict[str, Any] = {}
+        self.metadata: dict[str, str] = {}
+        self.balance_transactions: list[Any] = []
+
+
+OPEN_DISPUTE_STATUSES = {"warning_needs_response", "needs_response"}
+CLOSED_DISPUTE_STATUSES = {"won", "lost", "warning_closed"}
+
+
+def _charge_of(session: CheckoutSession) -> Any:
+    if session.status != "complete" or not session.payment_intent:
+        raise UserError(400, "Only a paid Checkout Session has a charge.")
+    return resources.PaymentIntent._api_retrieve(session.payment_intent).latest_charge
+
+
+def _dispute_of(charge: Any) -> Dispute | None:
+    dispute = getattr(charge, "dispute", None)
+    return None if dispute is None else Dispute._api_retrieve(dispute)
+
+
+async def dispute(request: web.Request) -> web.Response:
+    session = _get(request.match_info["id"])
+    charge = _charge_of(session)
+    if _dispute_of(charge) is not None:
+        raise UserError(400, f"Charge {charge.id} already has a dispute.")
+    data = await server.get_post_data(request) or {}
+    rest = charge.amount - (charge.amount_refunded or 0)
+    amount = resources.try_convert_to_int(data.get("amount", rest))
+    status = data.get("status", "needs_response")
+    if not isinstance(amount, int) or not 0 < amount <= rest:
+        raise UserError(400, f"amount must be between 1 and the unrefunded {rest}.")
+    if status not in OPEN_DISPUTE_STATUSES:
+        raise UserError(400, "status must be one of " + ", ".join(sorted(OPEN_DISPUTE_STATUSES)) + ".")
+    opened = Dispute(charge=charge, amount=amount, status=status)
+    charge.dispute = opened.id
+    charge.disputed = True
+    _save()
+    event = _send_event("charge.dispute.created", opened, session._api_version)
+    return _json({"event": event.id, "dispute": opened.id, "amount": amount})
+
+
+async def close_dispute(request: web.Request) -> web.Response:
+    disputed = Dispute._api_retrieve(request.match_info["id"])
+    if disputed.status in CLOSED_DISPUTE_STATUSES:
+        raise UserError(400, f"Dispute {disputed.id} is already closed ({disputed.status}).")
+    data = await server.get_post_data(request) or {}
+    status = data.get("status")
+    if status not in CLOSED_DISPUTE_STATUSES:
+        raise UserError(400, "status must be one of " + ", ".join(sorted(CLOSED_DISPUTE_STATUSES)) + ".")
+    disputed.status = status
+    disputed.is_charge_refundable = status in ("won", "warning_closed")
+    _save()
+    sessions = [v for k, v in list(resources.store.items()) if k.startswith("checkout.session:")]
+    api_version = next(
+        (s._api_version for s in sessions if s.payment_intent == disputed.payment_intent), DEFAULT_API_VERSION
+    )
+    event = _send_event("charge.dispute.closed", disputed, api_version)
+    return _json({"event": event.id, "dispute": disputed.id, "status": status})
+
+
+async def retrieve_dispute(request: web.Request) -> web.Response:
+    return _json(Dispute._api_retrieve(request.match_info["id"]))
 
 
 async def redeliver(request: web.Request) -> web.Response:
@@ -435,4 +526,7 @@ def install(app: web.Application) -> None:
     app.router.add_get(PAGE_PREFIX + "{id}", show_page)
     app.router.add_post(PAGE_PREFIX + "{id}", pay)
     app.router.add_post("/_config/checkout/sessions/{id}/refund", refund)
+    app.router.add_post("/_config/checkout/sessions/{id}/dispute", dispute)
+    app.router.add_post("/_config/disputes/{id}/close", close_dispute)
+    app.router.add_get("/v1/disputes/{id}", retrieve_dispute)
     app.router.add_post("/_config/events/{id}/deliver", redeliver)
