@@ -15,7 +15,6 @@ from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
@@ -32,6 +31,7 @@ from training.datasets import (
     rename_dataset,
     sample_key,
 )
+from training.filenames import download_filename
 from training.forms import DatasetUploadForm, ModelCreateForm, RenameForm, UploadLimitHandler
 from training.models import Dataset, TrainingSession, YoloModel
 
@@ -176,7 +176,8 @@ def dataset_delete(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
 @require_GET
 def dataset_download(request: HtmxHttpRequest, uid: uuid.UUID) -> FileResponse:
     dataset = _dataset_for(request, uid)
-    return _stream(dataset.archive.name or "", f"{slugify(dataset.name) or 'dataset'}.zip", "application/zip")
+    filename = download_filename(dataset.name, ".zip", fallback="dataset")
+    return _stream(dataset.archive.name or "", filename, "application/zip")
 
 
 @require_GET
@@ -287,5 +288,5 @@ def model_weights(request: HtmxHttpRequest, uid: uuid.UUID, kind: str) -> FileRe
     key = getattr(model, _weights_field(kind)).name or ""
     if not key:
         raise Http404("These weights do not exist yet.")
-    filename = f"{slugify(model.name) or 'model'}-{kind}.pt"
+    filename = download_filename(model.name, f"-{kind}.pt", fallback="model")
     return _stream(key, filename, "application/octet-stream")
