@@ -203,23 +203,24 @@ def read_central_directory(archive: Path) -> CentralDirectory | None:
         fields = END_RECORD.unpack_from(tail, at)
         entries, size, end_position = fields[4], fields[5], tail_start + at
         if entries == 0xFFFF or size == 0xFFFFFFFF or fields[6] == 0xFFFFFFFF:
-            locator_at = end_position - ZIP64_LOCATOR.size
-            if locator_at < 0:
-                return None
-            opened.seek(locator_at)
-            locator = ZIP64_LOCATOR.unpack(opened.read(ZIP64_LOCATOR.size))
-            if locator[0] != b"PK\x06\x07":
-                return None
-            end_position = locator_at - ZIP64_END_RECORD.size
-            if end_position < 0:
-                return None
-            opened.seek(end_position)
-            record = opened.read(ZIP64_END_RECORD.size)
-            if len(record) < ZIP64_END_RECORD.size or record[:4] != b"PK\x06\x06":
-                return None
-            zip64 = ZIP64_END_RECORD.unpack(record)
-            entries, size = zip64[7], zip64[8]
+            zip64 = _read_zip64_end_record(opened, end_position)
+            if zip64 is not None:
+                entries, size, end_position = zip64
     return CentralDirectory(declared_entries=entries, start=max(0, end_position - size), size=size)
+
+
+def _read_zip64_end_record(opened: IO[bytes], end_position: int) -> tuple[int, int, int] | None:
+    """(entries, directory size, record position) from the zip64 end record and its locator
+    just before the end record; None when there are none (the 32-bit values then stand)."""
+    record_at = end_position - ZIP64_LOCATOR.size - ZIP64_END_RECORD.size
+    if record_at < 0:
+        return None
+    opened.seek(record_at)
+    data = opened.read(ZIP64_END_RECORD.size + ZIP64_LOCATOR.size)
+    if data[:4] != b"PK\x06\x06" or data[ZIP64_END_RECORD.size : ZIP64_END_RECORD.size + 4] != b"PK\x06\x07":
+        return None
+    record = ZIP64_END_RECORD.unpack_from(data)
+    return record[7], record[8], record_at
 
 
 def count_directory_entries(archive: Path, directory: CentralDirectory, limit: int) -> int:
