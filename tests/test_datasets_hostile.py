@@ -116,11 +116,11 @@ def test_reading_a_hostile_data_yaml_fits_in_a_small_address_space(tmp_path: Pat
     assert archive.stat().st_size < 200_000
 
     started = time.monotonic()
-    child = subprocess.run(  # noqa: S603 - our own interpreter and script
+    child = subprocess.run(
         [sys.executable, "-c", CHILD, str(archive), str(tmp_path / "content")],
         cwd=BASE_DIR,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "hubsite.settings"},
-        preexec_fn=cap_address_space,  # noqa: PLW1509 - a single-threaded child, before exec
+        preexec_fn=cap_address_space,
         capture_output=True,
         text=True,
         timeout=120,
