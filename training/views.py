@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig
 from django.core.files.storage import default_storage
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -82,6 +83,14 @@ def dataset_upload(request: HtmxHttpRequest) -> HttpResponse:
     handler = UploadLimitHandler(request)
     if request.method == "POST":
         request.upload_handlers.insert(0, handler)
+        try:
+            request.POST  # noqa: B018 - parse the body now, through the limit handler
+        except RequestDataTooBig:  # the fields alone pass DATA_UPLOAD_MAX_MEMORY_SIZE
+            handler.exceeded = True
+        if handler.exceeded:
+            # Refused before CSRF is checked: nothing was read into storage and nothing changes.
+            form = DatasetUploadForm({}, {}, upload_exceeded=True)
+            return _upload_form(request, form, status=413)
     return _dataset_upload(request, handler)
 
 
@@ -96,12 +105,15 @@ def _dataset_upload(request: HtmxHttpRequest, handler: UploadLimitHandler) -> Ht
             if request.htmx:
                 return HttpResponseClientRedirect(url)
             return redirect(url)
-        status = 413 if handler.exceeded else 400
-        template = "training/dataset_upload.html#upload-form" if request.htmx else "training/dataset_upload.html"
-        return render(request, template, {"form": form, "upload_limit": _upload_limit()}, status=status)
+        return _upload_form(request, form, status=413 if handler.exceeded else 400)
     return render(
         request, "training/dataset_upload.html", {"form": DatasetUploadForm(), "upload_limit": _upload_limit()}
     )
+
+
+def _upload_form(request: HtmxHttpRequest, form: DatasetUploadForm, *, status: int) -> HttpResponse:
+    template = "training/dataset_upload.html#upload-form" if request.htmx else "training/dataset_upload.html"
+    return render(request, template, {"form": form, "upload_limit": _upload_limit()}, status=status)
 
 
 def _upload_limit() -> str:
