@@ -17,10 +17,13 @@ Ultralytics is imported lazily: the web process never needs it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import io
 import math
 import os
+import secrets
 import shutil
 import stat
 import struct
@@ -28,6 +31,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -363,8 +367,9 @@ def inspect_archive(archive: Path, limits: Limits | None = None) -> list[Member]
     return members
 
 
-def extract_archive(archive: Path, destination: Path, limits: Limits | None = None) -> None:
-    """Extract the checked entries of ``archive`` below ``destination`` (which must exist).
+def extract_archive(archive: Path, destination: Path, limits: Limits | None = None) -> int:
+    """Extract the checked entries of ``archive`` below ``destination`` (which must exist);
+    returns the bytes written.
 
     Declared sizes are not trusted: the bytes written are counted as they stream."""
     limits = limits or Limits.from_settings()
@@ -399,6 +404,7 @@ def extract_archive(archive: Path, destination: Path, limits: Limits | None = No
         raise _fail(
             f"The zip file is damaged or incomplete ({error}). Create the zip again and re-upload it."
         ) from None
+    return written
 
 
 # --- data.yaml ---------------------------------------------------------------------------------
@@ -498,9 +504,7 @@ def _parse_names(data: dict[str, Any], yaml_name: str, limits: Limits) -> list[s
     nc = None if data.get("nc") is None else _class_count(data["nc"], yaml_name, limits)
     if names is None:
         if nc is None:
-            raise _fail(
-                "data.yaml has no 'names:' list. Add the class names, e.g. names: {0: cat, 1: dog}.", yaml_name
-            )
+            raise _fail("data.yaml has no 'names:' list. Add the class names, e.g. names: {0: cat, 1: dog}.", yaml_name)
         return [f"class_{i}" for i in range(nc)]
     if not isinstance(names, list | dict):
         raise _fail("'names:' must be a list or a mapping of class number to name.", yaml_name)
@@ -1028,30 +1032,59 @@ def download_archive(dataset: Dataset, target: Path) -> Path:
     return target
 
 
-def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
+CACHE_MARKER = "hubsite-data.yaml"  # present once an entry is complete; its mtime is the entry's last use
+CACHE_SIZE_FILE = "hubsite-size"  # the entry's extracted bytes
+
+
+@contextmanager
+def local_copy(dataset: Dataset, cache_root: Path) -> Iterator[Path]:
     """The dataset extracted under ``cache_root/<uid>/`` with a clean data.yaml holding
-    absolute paths; returns that data.yaml's path.
+    absolute paths; yields that data.yaml's path. The entry cannot be evicted while the
+    block runs (a shared lock on ``cache_root/<uid>.lock``, honoured by every process).
 
     Extracted once per dataset uid: into a temporary folder, then renamed into place,
     so a crash never leaves a half copy that looks finished. Same safety checks as
-    validation. Raises DatasetError if the archive is unusable."""
+    validation. Raises DatasetError if the archive is unusable. A new entry makes the
+    least recently used ones not in use leave the cache while it is over
+    DATASET_CACHE_MAX_BYTES."""
     cache_root = Path(cache_root).resolve()
-    final = cache_root / str(dataset.uid)
-    data_yaml = final / "hubsite-data.yaml"
-    if data_yaml.is_file():
-        return data_yaml
     cache_root.mkdir(parents=True, exist_ok=True)
+    lock = _lock(_entry_lock_path(cache_root, str(dataset.uid)), fcntl.LOCK_SH)
+    assert lock is not None  # a blocking lock is always acquired
+    try:
+        data_yaml, created = _cached_or_extracted(dataset, cache_root)
+        if created:
+            evict_cache(cache_root, settings.DATASET_CACHE_MAX_BYTES)
+        yield data_yaml
+    finally:
+        os.close(lock)
+
+
+def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
+    """:func:`local_copy` without holding the entry: a later eviction may remove it, so
+    a process that trains on it should use ``local_copy`` for the whole run."""
+    with local_copy(dataset, cache_root) as data_yaml:
+        return data_yaml
+
+
+def _cached_or_extracted(dataset: Dataset, cache_root: Path) -> tuple[Path, bool]:
+    final = cache_root / str(dataset.uid)
+    data_yaml = final / CACHE_MARKER
+    if data_yaml.is_file():
+        os.utime(data_yaml)  # used now: the last to be evicted
+        return data_yaml, False
     work = Path(tempfile.mkdtemp(prefix=f".{dataset.uid}.", dir=cache_root))
     try:
         archive = download_archive(dataset, work / "archive.zip")
         content = work / "content"
         content.mkdir()
-        extract_archive(archive, content)
+        size = extract_archive(archive, content)
         archive.unlink()
         spec = read_spec(content)
         # Paths are written for the final location, so the copy is ready once renamed.
         text = training_yaml_text(spec, content, location=final / "content")
-        (work / "hubsite-data.yaml").write_text(text, encoding="utf-8")
+        (work / CACHE_SIZE_FILE).write_text(str(size), encoding="ascii")
+        (work / CACHE_MARKER).write_text(text, encoding="utf-8")
         try:
             work.rename(final)
         except OSError:
@@ -1060,7 +1093,106 @@ def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    return data_yaml
+    return data_yaml, True
+
+
+def evict_cache(cache_root: Path, max_bytes: int) -> list[str]:
+    """Remove the least recently used complete entries that no process holds until the
+    cache is within ``max_bytes``, and the leftovers of interrupted extractions and
+    evictions; returns the uids removed. One evictor at a time per cache."""
+    cache_root = Path(cache_root)
+    guard = _lock(cache_root / ".evict.lock", fcntl.LOCK_EX)
+    assert guard is not None
+    try:
+        entries: list[tuple[float, str, int]] = []
+        for marker in cache_root.glob(f"*/{CACHE_MARKER}"):
+            with contextlib.suppress(FileNotFoundError):
+                entries.append((marker.stat().st_mtime, marker.parent.name, _entry_size(marker.parent)))
+        total = sum(size for _, _, size in entries)
+        removed: list[str] = []
+        for _, uid, size in sorted(entries):
+            if total <= max_bytes:
+                break
+            if remove_cached_copy(cache_root, uid):
+                total -= size
+                removed.append(uid)
+        _remove_leftovers(cache_root)
+        return removed
+    finally:
+        os.close(guard)
+
+
+def remove_cached_copy(cache_root: Path, uid: str) -> bool:
+    """Remove the entry of dataset ``uid`` unless a process holds it; True if it is gone."""
+    cache_root = Path(cache_root)
+    lock_path = _entry_lock_path(cache_root, uid)
+    if not lock_path.exists() and not (cache_root / uid).exists():
+        return True
+    lock = _lock(lock_path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if lock is None:
+        return False  # in use, or being extracted
+    try:
+        entry = cache_root / uid
+        if entry.exists():
+            doomed = cache_root / f".evicting.{uid}.{secrets.token_hex(4)}"
+            entry.rename(doomed)  # one step: no reader ever sees half an entry
+            shutil.rmtree(doomed, ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(lock)
+
+
+def _remove_leftovers(cache_root: Path) -> None:
+    """Temporary folders of extractions whose process is gone (their entry's lock is
+    free), half-removed entries, and lock files without an entry."""
+    for path in cache_root.iterdir():
+        name = path.name
+        if name.startswith(".evicting."):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith(".") and path.is_dir():
+            uid = name[1:].split(".", 1)[0]
+            lock = _lock(_entry_lock_path(cache_root, uid), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if lock is not None:
+                try:
+                    shutil.rmtree(path, ignore_errors=True)
+                finally:
+                    os.close(lock)
+        elif name.endswith(".lock") and not name.startswith(".") and not (cache_root / name[: -len(".lock")]).exists():
+            remove_cached_copy(cache_root, name[: -len(".lock")])
+
+
+def _entry_lock_path(cache_root: Path, uid: str) -> Path:
+    return cache_root / f"{uid}.lock"
+
+
+def _entry_size(entry: Path) -> int:
+    try:
+        return int((entry / CACHE_SIZE_FILE).read_text(encoding="ascii"))
+    except (FileNotFoundError, ValueError):
+        return sum(path.stat().st_size for path in entry.rglob("*") if path.is_file())
+
+
+def _lock(path: Path, operation: int) -> int | None:
+    """A descriptor of ``path`` holding an flock (``operation``); None if LOCK_NB was given
+    and another holds it. Retries when the file was removed and recreated meanwhile (an
+    evictor deletes an entry's lock file while holding it)."""
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, operation)
+            current = os.stat(path).st_ino
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        except FileNotFoundError:
+            current = -1
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if current == os.fstat(descriptor).st_ino:
+            return descriptor
+        os.close(descriptor)
 
 
 # --- services ----------------------------------------------------------------------------------
@@ -1128,6 +1260,10 @@ def delete_dataset(dataset: Dataset) -> None:
         names = list(locked.yolo_models.values_list("name", flat=True))
         if names:
             raise DatasetInUseError(names)
-        prefix = locked.storage_prefix
+        prefix, uid = locked.storage_prefix, str(locked.uid)
         locked.delete()
     delete_prefix(prefix)
+    # A worker's cache on this machine loses the copy now; other machines' caches evict it in time.
+    cache_root = Path(settings.DATASET_CACHE_DIR)
+    if cache_root.is_dir():
+        remove_cached_copy(cache_root, uid)
