@@ -155,6 +155,10 @@ DATASET_MAX_UPLOAD_BYTES = env_int("DATASET_MAX_UPLOAD_BYTES", 2 * 1024**3, mini
 DATASET_MAX_UNCOMPRESSED_BYTES = env_int("DATASET_MAX_UNCOMPRESSED_BYTES", 20 * 1024**3, minimum=1)
 DATASET_MAX_FILES = env_int("DATASET_MAX_FILES", 200_000, minimum=1)
 DATASET_MAX_COMPRESSION_RATIO = env_int("DATASET_MAX_COMPRESSION_RATIO", 100, minimum=1)
+# Caps on what a light worker reads into memory from a dataset (docs/datasets.md).
+DATASET_MAX_CLASSES = env_int("DATASET_MAX_CLASSES", 10_000, minimum=1)
+DATASET_MAX_YAML_BYTES = env_int("DATASET_MAX_YAML_BYTES", 1024**2, minimum=1)
+DATASET_MAX_LABEL_BYTES = env_int("DATASET_MAX_LABEL_BYTES", 10 * 1024**2, minimum=1)
 WEIGHTS_DIR = Path(env_str("WEIGHTS_DIR", str(DATA_DIR / "weights"))).resolve()
 
 # Broker and jobs. Actors set queue, time limit and retries themselves (see
@@ -208,6 +212,8 @@ RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS = env_int("RATE_LIMIT_PASSWORD_RESETS_PER
 # blocks an account for about a minute at most.
 TRAINING_WORK_DIR = Path(env_str("TRAINING_WORK_DIR", str(DATA_DIR / "runs")))
 DATASET_CACHE_DIR = Path(env_str("DATASET_CACHE_DIR", str(DATA_DIR / "dataset-cache")))
+# Least recently used datasets are removed from the cache beyond this size.
+DATASET_CACHE_MAX_BYTES = env_int("DATASET_CACHE_MAX_BYTES", 50 * 1024**3, minimum=0)
 TRAINING_DEVICE = env_str("TRAINING_DEVICE")  # "" lets ultralytics pick (GPU 0 if present, else CPU)
 TRAINING_DATALOADER_WORKERS = env_int("TRAINING_DATALOADER_WORKERS", 0, minimum=0)
 TRAINING_HEARTBEAT_INTERVAL_SECONDS = env_int("TRAINING_HEARTBEAT_INTERVAL_SECONDS", 2, minimum=1)

@@ -41,7 +41,7 @@ def test_it_extracts_once_and_writes_a_data_yaml_with_absolute_paths(user: User,
     assert len(list(Path(data["val"]).glob("*.jpg"))) == 2
     assert data["names"] == {0: "circle", 1: "square", 2: "triangle"}
     assert "download" not in data
-    assert [p.name for p in cache.iterdir()] == [str(dataset.uid)]  # no temporary folder left
+    assert [p.name for p in cache.iterdir() if p.is_dir()] == [str(dataset.uid)]  # no temporary folder left
 
     # A second call reuses the copy, even with the archive gone from storage.
     default_storage.delete(archive_key(dataset))
@@ -68,7 +68,7 @@ def test_it_refuses_an_unsafe_archive_and_leaves_no_copy(user: User, tmp_path: P
     with pytest.raises(DatasetError, match="outside the dataset"):
         prepare_local_copy(dataset, cache)
 
-    assert list(cache.iterdir()) == []
+    assert [p for p in cache.iterdir() if p.is_dir()] == []
     assert not (tmp_path / "escape.txt").exists()
 
 

@@ -45,8 +45,9 @@ def run_validation(dataset_id: int) -> str | None:
     dataset = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.PROCESSING).first()
     if dataset is None:
         return None
+    omitted = 0
     try:
-        stats, problems = _check(dataset)
+        stats, problems, omitted = _check(dataset)
     except DatasetError as error:
         stats, problems = {}, error.problems
     except Exception:
@@ -54,8 +55,9 @@ def run_validation(dataset_id: int) -> str | None:
         stats, problems = {}, [Problem("Validation stopped on an unexpected error. Upload the dataset again.")]
     status = Dataset.Status.INVALID if problems else Dataset.Status.READY
     errors = [problem.as_dict() for problem in problems[:MAX_PROBLEMS]]
-    if len(problems) > MAX_PROBLEMS:
-        errors.append(Problem(f"... and {len(problems) - MAX_PROBLEMS} more problems like these.").as_dict())
+    more = len(problems[MAX_PROBLEMS:]) + omitted
+    if more:
+        errors.append(Problem(f"... and {more} more problems like these.").as_dict())
     changed = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.PROCESSING).update(
         status=status,
         errors=errors,
@@ -66,7 +68,7 @@ def run_validation(dataset_id: int) -> str | None:
     return str(status) if changed else None
 
 
-def _check(dataset: Dataset) -> tuple[dict[str, object], list[Problem]]:
+def _check(dataset: Dataset) -> tuple[dict[str, object], list[Problem], int]:
     with tempfile.TemporaryDirectory(prefix="hubsite-dataset-") as work:
         archive = download_archive(dataset, Path(work) / "archive.zip")
         content = Path(work) / "content"
@@ -81,4 +83,4 @@ def _check(dataset: Dataset) -> tuple[dict[str, object], list[Problem]]:
                 key = storage_put(sample_key(dataset, index), render_sample(image, rows, result.spec.names))
                 samples.append({"index": index, "split": split, "name": image.name, "boxes": len(rows), "key": key})
             stats["samples"] = samples
-        return stats, result.problems
+        return stats, result.problems, result.omitted

@@ -17,15 +17,21 @@ Ultralytics is imported lazily: the web process never needs it.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import io
 import math
 import os
+import secrets
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -54,6 +60,13 @@ COORD_TOLERANCE = 1e-3
 # Compression-ratio checks apply to entries at least this large (tiny files compress oddly).
 RATIO_MIN_BYTES = 1024 * 1024
 MAX_PROBLEMS = 200
+# A label file stops being checked after this many bad lines (one is enough to fix).
+MAX_PROBLEMS_PER_FILE = 20
+# Box lines per label file (the byte limit DATASET_MAX_LABEL_BYTES comes first in practice).
+MAX_LABEL_LINES = 100_000
+MAX_CLASS_NAME_LENGTH = 200
+ENTRY_ALLOWANCE = 1000
+DIRECTORY_BYTES_PER_ENTRY = 1024
 SAMPLE_COUNT = 12
 SAMPLE_SIDE = 320
 CHUNK = 1024 * 1024
@@ -103,6 +116,9 @@ class Limits:
     max_uncompressed_bytes: int
     max_files: int
     max_ratio: int
+    max_classes: int = 10_000
+    max_yaml_bytes: int = 1024**2
+    max_label_bytes: int = 10 * 1024**2
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -111,7 +127,20 @@ class Limits:
             max_uncompressed_bytes=settings.DATASET_MAX_UNCOMPRESSED_BYTES,
             max_files=settings.DATASET_MAX_FILES,
             max_ratio=settings.DATASET_MAX_COMPRESSION_RATIO,
+            max_classes=settings.DATASET_MAX_CLASSES,
+            max_yaml_bytes=settings.DATASET_MAX_YAML_BYTES,
+            max_label_bytes=settings.DATASET_MAX_LABEL_BYTES,
         )
+
+    @property
+    def max_entries(self) -> int:
+        """Zip entries allowed: folders and macOS's ``__MACOSX/._*`` copies are entries too."""
+        return 2 * self.max_files + ENTRY_ALLOWANCE
+
+    @property
+    def max_directory_bytes(self) -> int:
+        """The zip's central directory (read whole when the zip is opened) may not exceed this."""
+        return self.max_entries * DIRECTORY_BYTES_PER_ENTRY
 
 
 def upload_too_large_message(limit: int) -> str:
@@ -149,6 +178,98 @@ def _is_junk(path: PurePosixPath) -> bool:
     return any(part in JUNK_PARTS or part.startswith("._") for part in path.parts)
 
 
+# The zip's end records (PKWARE APPNOTE 4.3.14-4.3.16) and central directory headers (4.3.12).
+END_RECORD = struct.Struct("<4s4H2LH")
+ZIP64_LOCATOR = struct.Struct("<4sLQL")
+ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+DIRECTORY_HEADER = struct.Struct("<4s6H3L5H2L")
+MAX_COMMENT = 0xFFFF
+
+
+@dataclass(frozen=True)
+class CentralDirectory:
+    declared_entries: int
+    start: int  # where it really is (the end record's position less its size: prefixed zips)
+    size: int
+
+
+def read_central_directory(archive: Path) -> CentralDirectory | None:
+    """What the zip's end record says about its central directory, read from the last
+    64 KiB; None when there is no end record (zipfile then reports the damage)."""
+    with open(archive, "rb") as opened:
+        file_size = opened.seek(0, os.SEEK_END)
+        tail_start = max(0, file_size - END_RECORD.size - MAX_COMMENT)
+        opened.seek(tail_start)
+        tail = opened.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or at + END_RECORD.size > len(tail):
+            return None
+        fields = END_RECORD.unpack_from(tail, at)
+        entries, size, end_position = fields[4], fields[5], tail_start + at
+        if entries == 0xFFFF or size == 0xFFFFFFFF or fields[6] == 0xFFFFFFFF:
+            zip64 = _read_zip64_end_record(opened, end_position)
+            if zip64 is not None:
+                entries, size, end_position = zip64
+    return CentralDirectory(declared_entries=entries, start=max(0, end_position - size), size=size)
+
+
+def _read_zip64_end_record(opened: IO[bytes], end_position: int) -> tuple[int, int, int] | None:
+    """(entries, directory size, record position) from the zip64 end record and its locator
+    just before the end record; None when there are none (the 32-bit values then stand)."""
+    record_at = end_position - ZIP64_LOCATOR.size - ZIP64_END_RECORD.size
+    if record_at < 0:
+        return None
+    opened.seek(record_at)
+    data = opened.read(ZIP64_END_RECORD.size + ZIP64_LOCATOR.size)
+    if data[:4] != b"PK\x06\x06" or data[ZIP64_END_RECORD.size : ZIP64_END_RECORD.size + 4] != b"PK\x06\x07":
+        return None
+    record = ZIP64_END_RECORD.unpack_from(data)
+    return record[7], record[8], record_at
+
+
+def count_directory_entries(archive: Path, directory: CentralDirectory, limit: int) -> int:
+    """The entries really in the central directory, counted header by header without
+    keeping them; stops at ``limit + 1`` (the end record's count may lie)."""
+    count = 0
+    with open(archive, "rb") as opened:
+        opened.seek(directory.start)
+        remaining = directory.size
+        while remaining >= DIRECTORY_HEADER.size and count <= limit:
+            header = opened.read(DIRECTORY_HEADER.size)
+            if len(header) < DIRECTORY_HEADER.size or header[:4] != b"PK\x01\x02":
+                break  # damaged: zipfile says so when it opens the archive
+            name_length, extra_length, comment_length = DIRECTORY_HEADER.unpack(header)[10:13]
+            variable = name_length + extra_length + comment_length
+            opened.seek(variable, os.SEEK_CUR)
+            remaining -= DIRECTORY_HEADER.size + variable
+            count += 1
+    return count
+
+
+def check_directory_size(archive: Path, limits: Limits) -> None:
+    """Refuse a zip with too many entries before zipfile builds a ZipInfo for each."""
+    directory = read_central_directory(archive)
+    if directory is None:
+        return
+    if directory.declared_entries > limits.max_entries:
+        raise _too_many_entries(f"{directory.declared_entries:,}", limits)
+    if directory.size > limits.max_directory_bytes:
+        raise _fail(
+            f"The zip's directory is {human_bytes(directory.size)}, more than the "
+            f"{human_bytes(limits.max_directory_bytes)} its file limit allows: its names are too long or it is "
+            "damaged. Create the zip again."
+        )
+    if count_directory_entries(archive, directory, limits.max_entries) > limits.max_entries:
+        raise _too_many_entries(f"more than {limits.max_entries:,}", limits)
+
+
+def _too_many_entries(count: str, limits: Limits) -> DatasetError:
+    return _fail(
+        f"The zip holds {count} entries (files and folders); at most {limits.max_entries:,} are allowed "
+        f"(the limit is {limits.max_files:,} files). Upload a smaller dataset."
+    )
+
+
 def inspect_archive(archive: Path, limits: Limits | None = None) -> list[Member]:
     """Check every entry of the zip before anything is extracted; the entries to extract."""
     limits = limits or Limits.from_settings()
@@ -168,6 +289,7 @@ def inspect_archive(archive: Path, limits: Limits | None = None) -> list[Member]
         raise _fail(
             "This file is not a zip archive. Put data.yaml, images/ and labels/ in a .zip file and upload that."
         )
+    check_directory_size(archive, limits)
     try:
         with zipfile.ZipFile(archive) as opened:
             infos = opened.infolist()
@@ -245,8 +367,9 @@ def inspect_archive(archive: Path, limits: Limits | None = None) -> list[Member]
     return members
 
 
-def extract_archive(archive: Path, destination: Path, limits: Limits | None = None) -> None:
-    """Extract the checked entries of ``archive`` below ``destination`` (which must exist).
+def extract_archive(archive: Path, destination: Path, limits: Limits | None = None) -> int:
+    """Extract the checked entries of ``archive`` below ``destination`` (which must exist);
+    returns the bytes written.
 
     Declared sizes are not trusted: the bytes written are counted as they stream."""
     limits = limits or Limits.from_settings()
@@ -281,6 +404,7 @@ def extract_archive(archive: Path, destination: Path, limits: Limits | None = No
         raise _fail(
             f"The zip file is damaged or incomplete ({error}). Create the zip again and re-upload it."
         ) from None
+    return written
 
 
 # --- data.yaml ---------------------------------------------------------------------------------
@@ -330,58 +454,117 @@ def _inside(path: Path, top: Path) -> bool:
     return path == top or path.is_relative_to(top)
 
 
-def _parse_names(data: dict[str, Any], yaml_name: str) -> list[str]:
+class NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without anchors and aliases: a few bytes of nested aliases
+    expand exponentially once turned into text (the "billion laughs"), and a
+    data.yaml never needs them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            mark = event.start_mark if isinstance(event.start_mark, yaml.error.Mark) else None
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (& and *) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
+NAME_SCALARS = (str, int, float, bool, datetime.date)
+
+
+def _class_count(value: object, yaml_name: str, limits: Limits) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _fail(f"'nc: {str(value)[:50]}' must be a positive whole number of classes.", yaml_name)
+    if value > limits.max_classes:
+        raise _too_many_classes(value, yaml_name, limits)
+    return value
+
+
+def _too_many_classes(count: int, yaml_name: str, limits: Limits) -> DatasetError:
+    return _fail(
+        f"data.yaml declares {count:,} classes; the limit is {limits.max_classes:,} (DATASET_MAX_CLASSES).", yaml_name
+    )
+
+
+def _class_name(value: object, number: int, yaml_name: str) -> str:
+    if not isinstance(value, NAME_SCALARS):
+        raise _fail(
+            f"Class {number} in 'names:' is a {'list' if isinstance(value, list) else 'mapping or other value'}; "
+            "each class name must be plain text.",
+            yaml_name,
+        )
+    name = str(value)
+    if not name.strip():
+        raise _fail(f"Class {number} in 'names:' is empty.", yaml_name)
+    if len(name) > MAX_CLASS_NAME_LENGTH:
+        raise _fail(f"Class {number} in 'names:' is longer than {MAX_CLASS_NAME_LENGTH} characters.", yaml_name)
+    return name
+
+
+def _parse_names(data: dict[str, Any], yaml_name: str, limits: Limits) -> list[str]:
     names = data.get("names")
-    nc = data.get("nc")
-    if names is None and nc is None:
-        raise _fail("data.yaml has no 'names:' list. Add the class names, e.g. names: {0: cat, 1: dog}.", yaml_name)
+    nc = None if data.get("nc") is None else _class_count(data["nc"], yaml_name, limits)
     if names is None:
-        if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
-            raise _fail(f"'nc: {nc}' must be a positive whole number of classes.", yaml_name)
+        if nc is None:
+            raise _fail("data.yaml has no 'names:' list. Add the class names, e.g. names: {0: cat, 1: dog}.", yaml_name)
         return [f"class_{i}" for i in range(nc)]
-    if isinstance(names, list):
-        result = [str(name) for name in names]
-    elif isinstance(names, dict):
-        try:
-            keys = sorted(int(key) for key in names)
-        except (TypeError, ValueError):
-            raise _fail("The keys of 'names:' must be class numbers 0, 1, 2, ...", yaml_name) from None
-        if keys != list(range(len(keys))):
-            raise _fail("The class numbers in 'names:' must run 0, 1, 2, ... with no gaps.", yaml_name)
-        by_number = {int(key): value for key, value in names.items()}
-        result = [str(by_number[i]) for i in keys]
-    else:
+    if not isinstance(names, list | dict):
         raise _fail("'names:' must be a list or a mapping of class number to name.", yaml_name)
+    if len(names) > limits.max_classes:
+        raise _too_many_classes(len(names), yaml_name, limits)
+    if isinstance(names, dict):
+        by_number: dict[int, object] = {}
+        for key, value in names.items():
+            if not isinstance(key, int | str) or isinstance(key, bool) or not str(key).strip().isdecimal():
+                raise _fail("The keys of 'names:' must be class numbers 0, 1, 2, ...", yaml_name)
+            by_number[int(key)] = value
+        if sorted(by_number) != list(range(len(by_number))):
+            raise _fail("The class numbers in 'names:' must run 0, 1, 2, ... with no gaps.", yaml_name)
+        names = [by_number[i] for i in range(len(by_number))]
+    result = [_class_name(value, number, yaml_name) for number, value in enumerate(names)]
     if not result:
         raise _fail("'names:' is empty. List at least one class.", yaml_name)
-    if any(not name.strip() for name in result):
-        raise _fail("A class name in 'names:' is empty.", yaml_name)
     if nc is not None and nc != len(result):
         raise _fail(f"'nc: {nc}' does not match the {len(result)} names listed. Remove nc or fix it.", yaml_name)
     return result
 
 
-def read_spec(top: Path) -> DatasetSpec:
+def _read_capped(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than ``limit`` (never reading past it)."""
+    with open(path, "rb") as opened:
+        data = opened.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+def read_spec(top: Path, limits: Limits | None = None) -> DatasetSpec:
     """Find, parse and check data.yaml under the extraction dir ``top``."""
+    limits = limits or Limits.from_settings()
     top = top.resolve()
     yaml_path = find_data_yaml(top)
     yaml_name = _relative(yaml_path, top)
+    raw = _read_capped(yaml_path, limits.max_yaml_bytes)
+    if raw is None:
+        raise _fail(
+            f"data.yaml is larger than {human_bytes(limits.max_yaml_bytes)}; it only needs the splits and the "
+            "class names.",
+            yaml_name,
+        )
     try:
-        text = yaml_path.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise _fail("data.yaml is not UTF-8 text. Save it as UTF-8.", yaml_name) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader without aliases
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(error, "problem", None) or str(error)
         raise _fail(f"data.yaml is not valid YAML ({problem}). Fix the syntax on this line.", yaml_name, line) from None
+    except RecursionError:
+        raise _fail("data.yaml is nested too deeply to be a dataset description.", yaml_name) from None
     if not isinstance(data, dict):
         raise _fail("data.yaml must be a mapping with train:, val: and names: keys.", yaml_name)
 
     spec = DatasetSpec(yaml_file=yaml_name, root=".")
-    spec.names = _parse_names(data, yaml_name)
+    spec.names = _parse_names(data, yaml_name, limits)
 
     base = yaml_path.parent
     raw_path = data.get("path")
@@ -516,16 +699,30 @@ class LabelRow:
     h: float
 
 
-def parse_label_file(path: Path, rel: str, class_count: int) -> tuple[list[LabelRow], list[Problem]]:
-    """Parse a detection label file line by line, saying what is wrong with each bad line."""
+def parse_label_file(
+    path: Path, rel: str, class_count: int, limits: Limits | None = None
+) -> tuple[list[LabelRow], list[Problem]]:
+    """Parse a detection label file line by line, saying what is wrong with each bad line
+    (up to MAX_PROBLEMS_PER_FILE of them)."""
+    limits = limits or Limits.from_settings()
     rows: list[LabelRow] = []
     problems: list[Problem] = []
+    raw = _read_capped(path, limits.max_label_bytes)
+    if raw is None:
+        message = f"This label file is larger than {human_bytes(limits.max_label_bytes)} (DATASET_MAX_LABEL_BYTES)."
+        return rows, [Problem(message, rel)]
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         return rows, [Problem("This label file is not UTF-8 text. Save it as plain text.", rel)]
     last_class = class_count - 1
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(io.StringIO(text, newline=None), start=1):
+        if number > MAX_LABEL_LINES:
+            problems.append(Problem(f"This label file has more than {MAX_LABEL_LINES:,} lines.", rel, number))
+            break
+        if len(problems) >= MAX_PROBLEMS_PER_FILE:
+            problems.append(Problem(f"Checking stopped after {MAX_PROBLEMS_PER_FILE} bad lines in this file.", rel))
+            break
         fields = line.split()
         if not fields:
             continue
@@ -623,10 +820,23 @@ class Validation:
     splits: dict[str, SplitReport] = field(default_factory=dict)
     instances: list[int] = field(default_factory=list)  # per class
     samples: list[tuple[Path, str, list[LabelRow]]] = field(default_factory=list)
+    omitted: int = 0  # problems counted but not kept (beyond MAX_PROBLEMS)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def report(self, *problems: Problem) -> None:
+        """Keep the first MAX_PROBLEMS problems and count the rest: memory stays bounded."""
+        for problem in problems:
+            if len(self.problems) < MAX_PROBLEMS:
+                self.problems.append(problem)
+            else:
+                self.omitted += 1
+
+    def note(self, warning: Problem) -> None:
+        if len(self.warnings) < MAX_PROBLEMS:
+            self.warnings.append(warning)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -670,7 +880,7 @@ def validate_extracted(top: Path) -> Validation:
                 try:
                     check_image_decodes(image)
                 except ValueError as error:
-                    result.problems.append(
+                    result.report(
                         Problem(
                             f"This image cannot be decoded ({error}). Re-save it as JPEG or PNG, "
                             "or remove it and its label file.",
@@ -682,7 +892,7 @@ def validate_extracted(top: Path) -> Validation:
                 if label.is_file():
                     rows, problems = parse_label_file(label, _relative(label, top), len(spec.names))
                     if problems:
-                        result.problems.extend(problems)
+                        result.report(*problems)
                         continue
                 if not rows:
                     report.background += 1
@@ -690,7 +900,7 @@ def validate_extracted(top: Path) -> Validation:
                 checked = verify_image_label((str(image), str(label), "", False, len(spec.names), 0, 3, False))
                 if checked[8]:
                     message = str(checked[9]).split(": ignoring corrupt image/label: ", 1)[-1]
-                    result.problems.append(Problem(f"Ultralytics rejects this image or its labels: {message}", rel))
+                    result.report(Problem(f"Ultralytics rejects this image or its labels: {message}", rel))
                     continue
                 for row in rows:
                     result.instances[row.class_id] += 1
@@ -699,20 +909,18 @@ def validate_extracted(top: Path) -> Validation:
                     result.samples.append((image, split, rows))
         if report.images == 0:
             where = ", ".join(folders)
-            result.problems.append(
-                Problem(f"The {split} split ({where}) has no images. Add images to it.", spec.yaml_file)
-            )
+            result.report(Problem(f"The {split} split ({where}) has no images. Add images to it.", spec.yaml_file))
 
     for labels_folder in sorted(label_folders):
         for label in sorted(labels_folder.rglob("*.txt")):
             if label not in claimed_labels and label.is_file():
-                result.warnings.append(
+                result.note(
                     Problem("This label file has no image with the same name; it is ignored.", _relative(label, top))
                 )
     if not any(report.images for report in result.splits.values()):
         result.problems.insert(0, Problem("The dataset holds no images at all."))
     if result.ok:
-        result.problems.extend(_ultralytics_check(spec, top))
+        result.report(*_ultralytics_check(spec, top))
     return result
 
 
@@ -824,30 +1032,59 @@ def download_archive(dataset: Dataset, target: Path) -> Path:
     return target
 
 
-def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
+CACHE_MARKER = "hubsite-data.yaml"  # present once an entry is complete; its mtime is the entry's last use
+CACHE_SIZE_FILE = "hubsite-size"  # the entry's extracted bytes
+
+
+@contextmanager
+def local_copy(dataset: Dataset, cache_root: Path) -> Iterator[Path]:
     """The dataset extracted under ``cache_root/<uid>/`` with a clean data.yaml holding
-    absolute paths; returns that data.yaml's path.
+    absolute paths; yields that data.yaml's path. The entry cannot be evicted while the
+    block runs (a shared lock on ``cache_root/<uid>.lock``, honoured by every process).
 
     Extracted once per dataset uid: into a temporary folder, then renamed into place,
     so a crash never leaves a half copy that looks finished. Same safety checks as
-    validation. Raises DatasetError if the archive is unusable."""
+    validation. Raises DatasetError if the archive is unusable. A new entry makes the
+    least recently used ones not in use leave the cache while it is over
+    DATASET_CACHE_MAX_BYTES."""
     cache_root = Path(cache_root).resolve()
-    final = cache_root / str(dataset.uid)
-    data_yaml = final / "hubsite-data.yaml"
-    if data_yaml.is_file():
-        return data_yaml
     cache_root.mkdir(parents=True, exist_ok=True)
+    lock = _lock(_entry_lock_path(cache_root, str(dataset.uid)), fcntl.LOCK_SH)
+    assert lock is not None  # a blocking lock is always acquired
+    try:
+        data_yaml, created = _cached_or_extracted(dataset, cache_root)
+        if created:
+            evict_cache(cache_root, settings.DATASET_CACHE_MAX_BYTES)
+        yield data_yaml
+    finally:
+        os.close(lock)
+
+
+def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
+    """:func:`local_copy` without holding the entry: a later eviction may remove it, so
+    a process that trains on it should use ``local_copy`` for the whole run."""
+    with local_copy(dataset, cache_root) as data_yaml:
+        return data_yaml
+
+
+def _cached_or_extracted(dataset: Dataset, cache_root: Path) -> tuple[Path, bool]:
+    final = cache_root / str(dataset.uid)
+    data_yaml = final / CACHE_MARKER
+    if data_yaml.is_file():
+        os.utime(data_yaml)  # used now: the last to be evicted
+        return data_yaml, False
     work = Path(tempfile.mkdtemp(prefix=f".{dataset.uid}.", dir=cache_root))
     try:
         archive = download_archive(dataset, work / "archive.zip")
         content = work / "content"
         content.mkdir()
-        extract_archive(archive, content)
+        size = extract_archive(archive, content)
         archive.unlink()
         spec = read_spec(content)
         # Paths are written for the final location, so the copy is ready once renamed.
         text = training_yaml_text(spec, content, location=final / "content")
-        (work / "hubsite-data.yaml").write_text(text, encoding="utf-8")
+        (work / CACHE_SIZE_FILE).write_text(str(size), encoding="ascii")
+        (work / CACHE_MARKER).write_text(text, encoding="utf-8")
         try:
             work.rename(final)
         except OSError:
@@ -856,7 +1093,106 @@ def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    return data_yaml
+    return data_yaml, True
+
+
+def evict_cache(cache_root: Path, max_bytes: int) -> list[str]:
+    """Remove the least recently used complete entries that no process holds until the
+    cache is within ``max_bytes``, and the leftovers of interrupted extractions and
+    evictions; returns the uids removed. One evictor at a time per cache."""
+    cache_root = Path(cache_root)
+    guard = _lock(cache_root / ".evict.lock", fcntl.LOCK_EX)
+    assert guard is not None
+    try:
+        entries: list[tuple[float, str, int]] = []
+        for marker in cache_root.glob(f"*/{CACHE_MARKER}"):
+            with contextlib.suppress(FileNotFoundError):
+                entries.append((marker.stat().st_mtime, marker.parent.name, _entry_size(marker.parent)))
+        total = sum(size for _, _, size in entries)
+        removed: list[str] = []
+        for _, uid, size in sorted(entries):
+            if total <= max_bytes:
+                break
+            if remove_cached_copy(cache_root, uid):
+                total -= size
+                removed.append(uid)
+        _remove_leftovers(cache_root)
+        return removed
+    finally:
+        os.close(guard)
+
+
+def remove_cached_copy(cache_root: Path, uid: str) -> bool:
+    """Remove the entry of dataset ``uid`` unless a process holds it; True if it is gone."""
+    cache_root = Path(cache_root)
+    lock_path = _entry_lock_path(cache_root, uid)
+    if not lock_path.exists() and not (cache_root / uid).exists():
+        return True
+    lock = _lock(lock_path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if lock is None:
+        return False  # in use, or being extracted
+    try:
+        entry = cache_root / uid
+        if entry.exists():
+            doomed = cache_root / f".evicting.{uid}.{secrets.token_hex(4)}"
+            entry.rename(doomed)  # one step: no reader ever sees half an entry
+            shutil.rmtree(doomed, ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(lock)
+
+
+def _remove_leftovers(cache_root: Path) -> None:
+    """Temporary folders of extractions whose process is gone (their entry's lock is
+    free), half-removed entries, and lock files without an entry."""
+    for path in cache_root.iterdir():
+        name = path.name
+        if name.startswith(".evicting."):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith(".") and path.is_dir():
+            uid = name[1:].split(".", 1)[0]
+            lock = _lock(_entry_lock_path(cache_root, uid), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if lock is not None:
+                try:
+                    shutil.rmtree(path, ignore_errors=True)
+                finally:
+                    os.close(lock)
+        elif name.endswith(".lock") and not name.startswith(".") and not (cache_root / name[: -len(".lock")]).exists():
+            remove_cached_copy(cache_root, name[: -len(".lock")])
+
+
+def _entry_lock_path(cache_root: Path, uid: str) -> Path:
+    return cache_root / f"{uid}.lock"
+
+
+def _entry_size(entry: Path) -> int:
+    try:
+        return int((entry / CACHE_SIZE_FILE).read_text(encoding="ascii"))
+    except (FileNotFoundError, ValueError):
+        return sum(path.stat().st_size for path in entry.rglob("*") if path.is_file())
+
+
+def _lock(path: Path, operation: int) -> int | None:
+    """A descriptor of ``path`` holding an flock (``operation``); None if LOCK_NB was given
+    and another holds it. Retries when the file was removed and recreated meanwhile (an
+    evictor deletes an entry's lock file while holding it)."""
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, operation)
+            current = os.stat(path).st_ino
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        except FileNotFoundError:
+            current = -1
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if current == os.fstat(descriptor).st_ino:
+            return descriptor
+        os.close(descriptor)
 
 
 # --- services ----------------------------------------------------------------------------------
@@ -924,6 +1260,10 @@ def delete_dataset(dataset: Dataset) -> None:
         names = list(locked.yolo_models.values_list("name", flat=True))
         if names:
             raise DatasetInUseError(names)
-        prefix = locked.storage_prefix
+        prefix, uid = locked.storage_prefix, str(locked.uid)
         locked.delete()
     delete_prefix(prefix)
+    # A worker's cache on this machine loses the copy now; other machines' caches evict it in time.
+    cache_root = Path(settings.DATASET_CACHE_DIR)
+    if cache_root.is_dir():
+        remove_cached_copy(cache_root, uid)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django import forms
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
+from django.utils.datastructures import MultiValueDict
 
 from hubsite.models import User
 from training import catalogue
@@ -18,20 +20,38 @@ from training.models import Dataset
 NAME_HELP = "Up to 100 characters."
 
 
+# Room in an upload request for the form's other fields and the multipart headers.
+UPLOAD_REQUEST_OVERHEAD_BYTES = 64 * 1024
+
+
 class UploadLimitHandler(FileUploadHandler):
-    """Stops reading an upload as soon as it is known to exceed DATASET_MAX_UPLOAD_BYTES,
-    before it reaches the disk (installed by the upload view before the body is read)."""
+    """Refuses an upload request larger than DATASET_MAX_UPLOAD_BYTES (plus room for the
+    form's fields) before any of it is read, and stops reading file parts once together
+    they pass the limit; nothing reaches the disk. Installed by the upload view before
+    the body is read."""
 
     def __init__(self, request: HttpRequest | None = None) -> None:
         super().__init__(request)
         self.limit: int = settings.DATASET_MAX_UPLOAD_BYTES
         self.exceeded = False
-        self.received = 0
+        self.received = 0  # bytes of every file part of the request, together
+
+    def handle_raw_input(
+        self,
+        input_data: IO[bytes],
+        META: dict[str, str],
+        content_length: int,
+        boundary: str,
+        encoding: str | None = None,
+    ) -> tuple[QueryDict, MultiValueDict[str, UploadedFile[Any]]] | None:
+        if content_length > self.limit + UPLOAD_REQUEST_OVERHEAD_BYTES:
+            self.exceeded = True
+            return QueryDict(), MultiValueDict()  # parse nothing: the view refuses the request
+        return None
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         super().new_file(*args, **kwargs)
-        self.received = 0
-        if self.content_length is not None and self.content_length > self.limit:
+        if self.content_length is not None and self.received + self.content_length > self.limit:
             self.exceeded = True
             raise StopUpload(connection_reset=True)
 

@@ -10,7 +10,6 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 from django_htmx.middleware import HtmxDetails
@@ -20,6 +19,7 @@ from hubsite.models import User
 from training import sessions
 from training.charts import model_charts
 from training.engine.exports import ExportRefused, request_export
+from training.filenames import download_filename
 from training.models import Dataset, Export, TrainingSession, YoloModel
 from training.session_forms import StartForm
 from training.train_panel import latest_session, panel_context
@@ -161,5 +161,5 @@ def export_download(request: HttpRequest, uid: uuid.UUID, export_format: str) ->
     if not name or not default_storage.exists(name):
         raise Http404("This export is not available.")
     suffix = name.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
-    filename = f"{slugify(model.name) or 'model'}-best.{suffix}"
+    filename = download_filename(model.name, f"-best.{suffix}", fallback="model")
     return FileResponse(default_storage.open(name, "rb"), as_attachment=True, filename=filename)

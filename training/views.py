@@ -10,12 +10,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig
 from django.core.files.storage import default_storage
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
@@ -32,6 +32,7 @@ from training.datasets import (
     rename_dataset,
     sample_key,
 )
+from training.filenames import download_filename
 from training.forms import DatasetUploadForm, ModelCreateForm, RenameForm, UploadLimitHandler
 from training.models import Dataset, TrainingSession, YoloModel
 
@@ -82,6 +83,14 @@ def dataset_upload(request: HtmxHttpRequest) -> HttpResponse:
     handler = UploadLimitHandler(request)
     if request.method == "POST":
         request.upload_handlers.insert(0, handler)
+        try:
+            request.POST  # noqa: B018 - parse the body now, through the limit handler
+        except RequestDataTooBig:  # the fields alone pass DATA_UPLOAD_MAX_MEMORY_SIZE
+            handler.exceeded = True
+        if handler.exceeded:
+            # Refused before CSRF is checked: nothing was read into storage and nothing changes.
+            form = DatasetUploadForm({}, {}, upload_exceeded=True)
+            return _upload_form(request, form, status=413)
     return _dataset_upload(request, handler)
 
 
@@ -96,12 +105,15 @@ def _dataset_upload(request: HtmxHttpRequest, handler: UploadLimitHandler) -> Ht
             if request.htmx:
                 return HttpResponseClientRedirect(url)
             return redirect(url)
-        status = 413 if handler.exceeded else 400
-        template = "training/dataset_upload.html#upload-form" if request.htmx else "training/dataset_upload.html"
-        return render(request, template, {"form": form, "upload_limit": _upload_limit()}, status=status)
+        return _upload_form(request, form, status=413 if handler.exceeded else 400)
     return render(
         request, "training/dataset_upload.html", {"form": DatasetUploadForm(), "upload_limit": _upload_limit()}
     )
+
+
+def _upload_form(request: HtmxHttpRequest, form: DatasetUploadForm, *, status: int) -> HttpResponse:
+    template = "training/dataset_upload.html#upload-form" if request.htmx else "training/dataset_upload.html"
+    return render(request, template, {"form": form, "upload_limit": _upload_limit()}, status=status)
 
 
 def _upload_limit() -> str:
@@ -176,7 +188,8 @@ def dataset_delete(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
 @require_GET
 def dataset_download(request: HtmxHttpRequest, uid: uuid.UUID) -> FileResponse:
     dataset = _dataset_for(request, uid)
-    return _stream(dataset.archive.name or "", f"{slugify(dataset.name) or 'dataset'}.zip", "application/zip")
+    filename = download_filename(dataset.name, ".zip", fallback="dataset")
+    return _stream(dataset.archive.name or "", filename, "application/zip")
 
 
 @require_GET
@@ -287,5 +300,5 @@ def model_weights(request: HtmxHttpRequest, uid: uuid.UUID, kind: str) -> FileRe
     key = getattr(model, _weights_field(kind)).name or ""
     if not key:
         raise Http404("These weights do not exist yet.")
-    filename = f"{slugify(model.name) or 'model'}-{kind}.pt"
+    filename = download_filename(model.name, f"-{kind}.pt", fallback="model")
     return _stream(key, filename, "application/octet-stream")

@@ -57,7 +57,7 @@ def run_export(export_id: int) -> None:
     try:
         produced = _export(model, export.format, work_dir)
         with produced.open("rb") as handle:
-            name = default_storage.save(f"{model.storage_prefix}/exports/{produced.name}", File(handle))
+            name = default_storage.save(export_key(model, produced), File(handle))
         previous = export.file.name
         Export.objects.filter(pk=export_id).update(
             status=Export.Status.DONE, file=name, finished_at=timezone.now(), error=""
@@ -73,10 +73,19 @@ def run_export(export_id: int) -> None:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
+def export_key(model: YoloModel, produced: Path) -> str:
+    """Where an export is stored: the model's prefix and a fixed name, never user text."""
+    return f"{model.storage_prefix}/exports/best{produced.suffix}"
+
+
 def _export(model: YoloModel, export_format: str, work_dir: Path) -> Path:
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
-    weights = download(model.best_weights.name or "", work_dir / f"{model.name or 'model'}-best.pt")
+    # A fixed file name: ultralytics writes the export next to it, named after it, so
+    # nothing the user typed (the model name) may appear in this path.
+    weights = download(model.best_weights.name or "", work_dir / "best.pt")
     imgsz = int(model.train_args.get("imgsz", 640))
-    produced = YOLO(str(weights)).export(format=export_format, imgsz=imgsz, device="cpu")
-    return Path(produced)
+    produced = Path(YOLO(str(weights)).export(format=export_format, imgsz=imgsz, device="cpu")).resolve()
+    if not produced.is_relative_to(work_dir.resolve()):
+        raise RuntimeError("the exporter wrote outside its work folder")
+    return produced
