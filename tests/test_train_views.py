@@ -253,3 +253,11 @@ def test_a_queued_session_says_why_it_waits(owner_client: Client, user: User, mo
     body = " ".join(owner_client.get(url("train_panel", model)).content.decode().split())
     assert "Queued for CPU (demo): position 1 in its queue." in body
     assert "Its workers are busy with 1 other session; it starts when one is free." in body
+
+
+def test_the_wizard_train_page_draws_the_charts_of_recorded_epochs(owner_client: Client, model: YoloModel) -> None:
+    with_epochs(model, 12, status=Status.STOPPED)
+    body = owner_client.get(url("train_page", model)).content.decode()
+    assert body.count("<svg") == 2
+    assert "<title>mAP50, epoch 12: 0.3000</title>" in body
+    assert "appear here after the first epoch" not in body

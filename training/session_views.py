@@ -22,7 +22,7 @@ from training.charts import model_charts
 from training.engine.exports import ExportRefused, request_export
 from training.models import Dataset, Export, TrainingSession, YoloModel
 from training.session_forms import StartForm
-from training.train_panel import latest_session, panel_context
+from training.train_panel import latest_session, panel_context, train_tab_context
 
 PANEL = "training/session_panel.html"
 
@@ -55,7 +55,7 @@ def train_wizard(request: HttpRequest) -> HttpResponse:
 def train_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     """Step 3 of the wizard as a page of its own (the model page's Train tab shows the same panel)."""
     model = _model_for(request, uid)
-    context = {**panel_context(_owner(request), model), "step": 3}
+    context = {**train_tab_context(_owner(request), model), "step": 3}
     return render(request, "training/session_train_page.html", context)
 
 

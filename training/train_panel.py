@@ -12,6 +12,7 @@ from django.conf import settings
 from billing import services as billing
 from billing.services import epoch_cost_micros, timed_price_micros
 from hubsite.models import User
+from training.charts import model_charts
 from training.engine.presence import live_queues
 from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
 from training.progress import session_progress
@@ -38,6 +39,11 @@ class Estimate:
 
 def latest_session(model: YoloModel) -> TrainingSession | None:
     return model.sessions.select_related("instance_type", "model").first()
+
+
+def train_tab_context(user: User, model: YoloModel) -> dict[str, Any]:
+    """The whole Train tab: the panel and the charts of the epochs recorded so far."""
+    return {**panel_context(user, model), "charts": model_charts(model)}
 
 
 def panel_context(user: User, model: YoloModel, form: StartForm | None = None) -> dict[str, Any]:
