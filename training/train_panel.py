@@ -52,13 +52,11 @@ def panel_context(user: User, model: YoloModel, form: StartForm | None = None) -
     if session is not None:
         context["progress"] = session_progress(session)
     if session is None or session.status in TrainingSession.FINAL_STATUSES:
-        context.update(start_context(user, model, session, form))
+        context.update(start_context(user, model, form))
     return context
 
 
-def start_context(
-    user: User, model: YoloModel, session: TrainingSession | None, form: StartForm | None
-) -> dict[str, Any]:
+def start_context(user: User, model: YoloModel, form: StartForm | None = None) -> dict[str, Any]:
     resuming = bool(model.last_checkpoint and model.epochs_completed)
     form = form or StartForm(model=model, resuming=resuming)
     account = billing.account_for(user)
