@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connections
 from pytest_django.live_server_helper import LiveServer
 
 from billing.money import format_usd
+from tests.browser_fixtures import browser_marks, page, shot
 from tests.conftest import WorkerFactory, wait_for
 from tests.stripe_fixtures import (
     Emulator,
@@ -32,54 +28,9 @@ from tests.training_fixtures import FAST_WORKER_ENV, ensure_instance_types
 from training.engine.presence import live_queues
 from training.synthetic import write_synthetic_dataset
 
-__all__ = ["stripe_emulator_base_fixture", "stripe_emulator_fixture", "stripe_live_fixture"]  # fixtures
+__all__ = ["page", "stripe_emulator_base_fixture", "stripe_emulator_fixture", "stripe_live_fixture"]  # fixtures
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "browser"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.training,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)"),
-]
-
-
-@pytest.fixture
-def page(live_server: LiveServer) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM
-    # calls are still plain synchronous ones.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.on("dialog", lambda dialog: dialog.accept())  # "Stop training?" confirmations
-        yield page
-        # While Playwright runs, Django sees an event loop in this thread and keeps the
-        # test's database connection in that context, where the test case's own
-        # teardown cannot reach it: close it here, or it outlives the test database.
-        connections.close_all()
-        context.close()
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def shot(page: object, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+pytestmark = [*browser_marks, pytest.mark.training]
 
 
 def test_a_new_user_trains_a_model_from_sign_up_to_downloads(

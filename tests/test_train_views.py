@@ -30,7 +30,10 @@ def model(user: User, tmp_path: Path) -> YoloModel:
 
 
 @pytest.fixture
-def cpu_online(redis_client: redis.Redis) -> None:
+def cpu_online(redis_client: redis.Redis, settings: Any) -> None:
+    # A worker announces itself for 3 intervals; this stand-in's must outlast a slow first
+    # request (importing ultralytics on a loaded machine took 25 s).
+    settings.WORKER_PRESENCE_INTERVAL_SECONDS = 600
     announce({"train.cpu"}, "test-worker")
 
 
@@ -77,7 +80,7 @@ def test_start_is_disabled_with_the_reason_under_the_minimum_balance(
 ) -> None:
     page = owner_client.get(url("train_page", model)).content.decode()
     assert "Epochs mode needs at least US$5.00 available; top up US$5.00 or more." in page
-    assert 'disabled aria-disabled="true"' in page
+    assert 'class="primary start-button" disabled>' in page
 
 
 def test_start_queues_a_session_and_shows_it_live(
@@ -119,6 +122,36 @@ def test_stop_asks_a_running_session_to_stop(owner_client: Client, model: YoloMo
     assert "Stopping after the current batch" in response.content.decode()
 
 
+def test_stop_with_nothing_training_says_so_in_the_panel(owner_client: Client, model: YoloModel) -> None:
+    with_epochs(model, 3, status=Status.COMPLETED)  # it finished while the page still offered Stop
+    response = owner_client.post(url("train_stop", model), headers={"HX-Request": "true"})
+    body = " ".join(response.content.decode().split())
+    assert response.status_code == 200
+    assert "Nothing is training: there is nothing to stop." in body
+    assert "Completed: 3 epochs." in body
+    assert TrainingSession.objects.get().status == Status.COMPLETED
+
+
+def test_the_estimate_answers_only_the_estimate_and_what_blocks_start(
+    owner_client: Client, model: YoloModel, cpu_online: None
+) -> None:
+    query: dict[str, str | int] = {
+        "mode": "timed",
+        "days": 0,
+        "hours": 2,
+        "minutes": 30,
+        "instance_type": cpu_instance().pk,
+    }
+    body = owner_client.get(url("train_estimate", model), query, headers={"HX-Request": "true"}).content.decode()
+    assert body.lstrip().startswith('<div id="start-estimate"')
+    assert "Price: <strong>US$0.50</strong>" in body  # 2.5 h at US$0.20/h
+    assert "<input" not in body  # the inputs being typed in are never sent back
+    assert "blockers" not in body
+    epochs = owner_client.get(url("train_estimate", model), {**query, "mode": "epochs", "epochs": 5}).content.decode()
+    assert "Epochs mode needs at least US$5.00 available" in epochs
+    assert owner_client.post(url("train_estimate", model), query).status_code == 405
+
+
 def test_mutations_reject_get(owner_client: Client, model: YoloModel) -> None:
     assert owner_client.get(url("train_start", model)).status_code == 405
     assert owner_client.get(url("train_stop", model)).status_code == 405
@@ -127,7 +160,7 @@ def test_mutations_reject_get(owner_client: Client, model: YoloModel) -> None:
 
 def test_every_training_url_is_404_for_another_user(outsider_client: Client, model: YoloModel) -> None:
     with_epochs(model, 1)
-    for name in ("train_page", "train_panel", "train_charts"):
+    for name in ("train_page", "train_panel", "train_estimate", "train_charts"):
         assert outsider_client.get(url(name, model)).status_code == 404, name
     assert outsider_client.post(url("train_start", model), start_data()).status_code == 404
     assert outsider_client.post(url("train_stop", model)).status_code == 404
@@ -253,3 +286,11 @@ def test_a_queued_session_says_why_it_waits(owner_client: Client, user: User, mo
     body = " ".join(owner_client.get(url("train_panel", model)).content.decode().split())
     assert "Queued for CPU (demo): position 1 in its queue." in body
     assert "Its workers are busy with 1 other session; it starts when one is free." in body
+
+
+def test_the_wizard_train_page_draws_the_charts_of_recorded_epochs(owner_client: Client, model: YoloModel) -> None:
+    with_epochs(model, 12, status=Status.STOPPED)
+    body = owner_client.get(url("train_page", model)).content.decode()
+    assert body.count("<svg") == 2
+    assert "<title>mAP50, epoch 12: 0.3000</title>" in body
+    assert "appear here after the first epoch" not in body

@@ -1,8 +1,8 @@
 """Per-epoch charts as server-rendered SVG: no JavaScript chart library.
 
-``model_charts`` reads a model's epoch history in one query and returns what
-``templates/training/session_charts.html`` draws: axes, one polyline per series,
-a legend, and a hover title on every point.
+``model_charts`` reads a model's epoch history in one query and returns what the
+``charts`` partial of ``templates/training/session_panel.html`` draws: axes, one
+polyline per series, a legend, and a hover title on every point.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ urlpatterns = [
     path("train/", session_views.train_wizard, name="train_wizard"),
     path("models/<uuid:uid>/train/", session_views.train_page, name="train_page"),
     path("models/<uuid:uid>/train/panel/", session_views.panel, name="train_panel"),
+    path("models/<uuid:uid>/train/estimate/", session_views.estimate, name="train_estimate"),
     path("models/<uuid:uid>/train/start/", session_views.start, name="train_start"),
     path("models/<uuid:uid>/train/stop/", session_views.stop, name="train_stop"),
     path("models/<uuid:uid>/train/charts/", session_views.charts, name="train_charts"),

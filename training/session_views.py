@@ -22,9 +22,10 @@ from training.engine.exports import ExportRefused, request_export
 from training.filenames import download_filename
 from training.models import Dataset, Export, TrainingSession, YoloModel
 from training.session_forms import StartForm
-from training.train_panel import latest_session, panel_context
+from training.train_panel import latest_session, panel_context, start_context, train_tab_context
 
 PANEL = "training/session_panel.html"
+START_FORM_ESTIMATE = "training/session_start_form.html#estimate"
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -55,7 +56,7 @@ def train_wizard(request: HttpRequest) -> HttpResponse:
 def train_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     """Step 3 of the wizard as a page of its own (the model page's Train tab shows the same panel)."""
     model = _model_for(request, uid)
-    context = {**panel_context(_owner(request), model), "step": 3}
+    context = {**train_tab_context(_owner(request), model), "step": 3}
     return render(request, "training/session_train_page.html", context)
 
 
@@ -63,18 +64,24 @@ def train_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
 def panel(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
     """The Train panel; polled every few seconds while a session is active."""
     model = _model_for(request, uid)
-    form = None
-    if "mode" in request.GET:  # the start form asks for a fresh estimate as the user changes it
-        form = StartForm(request.GET, model=model)
-    context = panel_context(_owner(request), model, form)
+    context = panel_context(_owner(request), model)
     response = render(request, f"{PANEL}#panel", context)
     progress = context.get("progress")
     seen = request.GET.get("seen", "")
     if progress is not None and seen.isdigit() and int(seen) != progress.epochs_completed:
         trigger_client_event(response, "epoch-landed")
-    if request.htmx and "mode" not in request.GET and _is_final(context.get("session")):
+    if request.htmx and _is_final(context.get("session")):
         response.status_code = HttpResponseStopPolling.status_code
     return response
+
+
+@require_GET
+def estimate(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+    """The start form's estimate and what blocks Start, for the form's current (unsaved) choices."""
+    model = _model_for(request, uid)
+    user = _owner(request)
+    context = start_context(user, model, StartForm(request.GET, model=model))
+    return render(request, START_FORM_ESTIMATE, context)
 
 
 def _is_final(session: TrainingSession | None) -> bool:
@@ -113,8 +120,12 @@ def start(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
 
 
 def _panel_with_error(request: HtmxHttpRequest, user: User, model: YoloModel, form: StartForm) -> HttpResponse:
-    template = f"{PANEL}#panel" if request.htmx else "training/session_train_page.html"
-    return render(request, template, {**panel_context(user, model, form), "step": 3}, status=400)
+    """The form with its errors: in place of the panel (base.html lets htmx swap a 400), or as step 3's page."""
+    context = panel_context(user, model, form)
+    if request.htmx:
+        return render(request, f"{PANEL}#panel", context, status=400)
+    page_context = {**context, "charts": model_charts(model), "step": 3}
+    return render(request, "training/session_train_page.html", page_context, status=400)
 
 
 def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
@@ -127,12 +138,13 @@ def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
 def stop(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
     model = _model_for(request, uid)
     session = model.sessions.filter(status__in=TrainingSession.ACTIVE_STATUSES).first()
-    if session is None:
-        messages.info(request, "Nothing is training: there is nothing to stop.")
-    else:
+    notice = "" if session else "Nothing is training: there is nothing to stop."
+    if session is not None:
         sessions.request_stop(session)
-    if request.htmx:
-        return render(request, f"{PANEL}#panel", panel_context(_owner(request), model))
+    if request.htmx:  # the panel shows the notice in place (a message would wait for the next page)
+        return render(request, f"{PANEL}#panel", {**panel_context(_owner(request), model), "notice": notice})
+    if notice:
+        messages.info(request, notice)
     return redirect(_model_page(model))
 
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from billing import services as billing
 from billing.services import epoch_cost_micros, timed_price_micros
 from hubsite.models import User
+from training.charts import model_charts
 from training.engine.presence import live_queues
 from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
 from training.progress import session_progress
@@ -40,19 +41,22 @@ def latest_session(model: YoloModel) -> TrainingSession | None:
     return model.sessions.select_related("instance_type", "model").first()
 
 
+def train_tab_context(user: User, model: YoloModel) -> dict[str, Any]:
+    """The whole Train tab: the panel and the charts of the epochs recorded so far."""
+    return {**panel_context(user, model), "charts": model_charts(model)}
+
+
 def panel_context(user: User, model: YoloModel, form: StartForm | None = None) -> dict[str, Any]:
     session = latest_session(model)
     context: dict[str, Any] = {"model": model, "session": session}
     if session is not None:
         context["progress"] = session_progress(session)
     if session is None or session.status in TrainingSession.FINAL_STATUSES:
-        context.update(start_context(user, model, session, form))
+        context.update(start_context(user, model, form))
     return context
 
 
-def start_context(
-    user: User, model: YoloModel, session: TrainingSession | None, form: StartForm | None
-) -> dict[str, Any]:
+def start_context(user: User, model: YoloModel, form: StartForm | None = None) -> dict[str, Any]:
     resuming = bool(model.last_checkpoint and model.epochs_completed)
     form = form or StartForm(model=model, resuming=resuming)
     account = billing.account_for(user)

@@ -6,9 +6,8 @@ from typing import Any
 
 from django import template
 
-from training.charts import model_charts
 from training.models import YoloModel
-from training.train_panel import panel_context
+from training.train_panel import train_tab_context
 
 register = template.Library()
 
@@ -17,8 +16,7 @@ register = template.Library()
 def train_panel(context: template.Context, model: YoloModel) -> dict[str, Any]:
     request = context["request"]
     return {
-        **panel_context(request.user, model),
-        "charts": model_charts(model),
+        **train_tab_context(request.user, model),
         "request": request,
         "csrf_token": context.get("csrf_token"),
     }
