@@ -46,7 +46,8 @@ from django.utils import timezone
 
 from billing import services as billing
 from training import sessions
-from training.datasets import prepare_local_copy
+from training.catalogue import shipped_architectures, weights_path
+from training.datasets import local_copy
 from training.models import EpochRecord, TrainingSession, YoloModel
 
 logger = logging.getLogger(__name__)
@@ -539,8 +540,6 @@ def run_session(session_id: int, worker_id: str) -> None:
 
 
 def _train(state: RunState, work_dir: Path) -> None:
-    from ultralytics import YOLO  # type: ignore[attr-defined]
-
     from hubsite.ultralytics_offline import disable_settings_sync
 
     disable_settings_sync()
@@ -551,8 +550,17 @@ def _train(state: RunState, work_dir: Path) -> None:
         state.log.add("[hubsite] The session's time budget is used up.")
         complete(state, best=None)
         return
+    with local_copy(session.model.dataset, Path(settings.DATASET_CACHE_DIR)) as data_yaml:
+        best = _fit(state, session, data_yaml, work_dir, time_left)
+    complete(state, best=best)
+
+
+def _fit(state: RunState, session: TrainingSession, data_yaml: Path, work_dir: Path, time_left: int | None) -> Path:
+    """Build the model (fresh or from the last checkpoint) and train it; returns the
+    path of its best weights."""
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
     model = session.model
-    data_yaml = prepare_local_copy(model.dataset, Path(settings.DATASET_CACHE_DIR))
     sessions.set_detail(state.session_id, state.worker_id, "Building the model")
     snapshot_dir = work_dir / "snapshots"
     snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -571,7 +579,7 @@ def _train(state: RunState, work_dir: Path) -> None:
         state.check()
     yolo.train(**overrides)
     trainer: Any = yolo.trainer  # set by train()
-    complete(state, best=Path(trainer.best))
+    return Path(trainer.best)
 
 
 def time_budget_left_seconds(session: TrainingSession) -> int | None:
@@ -613,10 +621,12 @@ def _upload_copy(path: Path, name: str) -> str:
 
 
 def initial_weights(model: YoloModel) -> Path | str:
-    if model.pretrained:
-        weights = Path(settings.WEIGHTS_DIR) / f"{model.architecture}.pt"
-        if weights.exists():
-            return weights
+    """Shipped weights, else the architecture's YAML; only names in the catalogue
+    (the model form checks them too) become a file name."""
+    if model.architecture not in {architecture.name for architecture in shipped_architectures()}:
+        raise ValueError(f"{model.architecture!r} is not an architecture this site offers")
+    if model.pretrained and weights_path(model.architecture).is_file():
+        return weights_path(model.architecture)
     return f"{model.architecture}.yaml"
 
 
