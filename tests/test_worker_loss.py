@@ -57,8 +57,8 @@ def complete_an_epoch(session: TrainingSession) -> None:
 
 
 def lose_the_worker(session: TrainingSession, settings: Any) -> TrainingSession:
-    """The worker of the current claim is gone: no presence, heartbeat past the TTL."""
-    silent_for(session, settings.WORKER_ALIVE_TTL_SECONDS + 1)
+    """The worker of the current claim went silent past the stale limit; the reaper runs."""
+    silent_for(session, settings.TRAINING_HEARTBEAT_STALE_SECONDS + 1)
     sessions.reap_stale_sessions()
     session.refresh_from_db()
     return session
