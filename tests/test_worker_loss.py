@@ -206,12 +206,12 @@ def test_a_killed_worker_is_requeued_within_15_s_and_another_resumes_charging_ea
     user: Any, tmp_path: Path, start_worker: WorkerFactory
 ) -> None:
     fund(user)
-    model = make_model(user, make_ready_dataset(user, tmp_path, train_images=64, val_images=8), epochs=4, batch=2)
+    model = make_model(user, make_ready_dataset(user, tmp_path, train_images=32, val_images=8), epochs=3, batch=2)
     start_worker("default", extra_env=DEFAULT_TIMING)  # the light worker runs the reaper
     doomed = start_worker("train.cpu", extra_env=DEFAULT_TIMING)
     wait_for(lambda: "train.cpu" in live_queues(), timeout=20)
     session = start(user, model)
-    wait_for(lambda: EpochRecord.objects.filter(model=model).count() >= 1, timeout=180, interval=0.1)
+    wait_for(lambda: EpochRecord.objects.filter(model=model).count() >= 1, timeout=600, interval=0.1)
     time.sleep(0.3)  # inside epoch 2
 
     os.killpg(doomed.pid, signal.SIGKILL)
@@ -219,18 +219,19 @@ def test_a_killed_worker_is_requeued_within_15_s_and_another_resumes_charging_ea
     doomed.wait()
     wait_for(lambda: status_of(session) == Status.QUEUED, timeout=20, interval=0.1)
     noticed_after = time.monotonic() - killed_at
+    print(f"requeued {noticed_after:.1f} s after the kill")
     assert noticed_after < 15
     completed_before = EpochRecord.objects.filter(model=model).count()
 
     start_worker("train.cpu", extra_env=DEFAULT_TIMING)
-    wait_for(lambda: status_of(session) in (Status.COMPLETED, Status.FAILED), timeout=240, interval=0.2)
+    wait_for(lambda: status_of(session) in (Status.COMPLETED, Status.FAILED), timeout=600, interval=0.2)
     session.refresh_from_db()
     assert session.status == Status.COMPLETED, session.failure_reason
     assert session.attempts == 1  # the lost claim had completed an epoch: it does not count
-    assert list(EpochRecord.objects.filter(model=model).values_list("epoch", flat=True)) == [1, 2, 3, 4]
+    assert list(EpochRecord.objects.filter(model=model).values_list("epoch", flat=True)) == [1, 2, 3]
     assert completed_before >= 1
     charged = LedgerLine.objects.filter(session=session, kind=LedgerLine.Kind.EPOCH_CHARGE)
-    assert sorted(charged.values_list("epoch", flat=True)) == [1, 2, 3, 4]
+    assert sorted(epoch or 0 for epoch in charged.values_list("epoch", flat=True)) == [1, 2, 3]
 
 
 @pytest.mark.training
@@ -248,7 +249,8 @@ def test_a_live_worker_in_an_epoch_longer_than_the_presence_ttl_is_never_requeue
         "TRAINING_HEARTBEAT_INTERVAL_SECONDS": "3",
     }
     fund(user)
-    model = make_model(user, make_ready_dataset(user, tmp_path, train_images=64, val_images=8), epochs=2, batch=2)
+    dataset = make_ready_dataset(user, tmp_path, train_images=32, val_images=8)
+    model = make_model(user, dataset, epochs=1, batch=2, imgsz=128)
     start_worker("default", extra_env=timing)
     start_worker("train.cpu", extra_env=timing)
     wait_for(lambda: "train.cpu" in live_queues(), timeout=20)
@@ -261,11 +263,12 @@ def test_a_live_worker_in_an_epoch_longer_than_the_presence_ttl_is_never_requeue
         seen.add(status_of(session))
         return bool(seen & {Status.COMPLETED, Status.FAILED})
 
-    wait_for(finished, timeout=240, interval=0.2)
+    wait_for(finished, timeout=600, interval=0.2)
     session.refresh_from_db()
     assert session.status == Status.COMPLETED, session.failure_reason
     assert Status.QUEUED not in seen
     assert (session.worker_id, session.attempts) == (owner, 1)
     durations = list(EpochRecord.objects.filter(session=session).values_list("duration_ms", flat=True))
-    assert len(durations) == 2
-    assert max(durations) > 2 * 1000, "the epochs must outlast the TTL for this test to mean anything"
+    print(f"epoch took {durations} ms")
+    assert len(durations) == 1
+    assert durations[0] > 2 * 1000, "the epoch must outlast the TTL for this test to mean anything"

@@ -15,6 +15,7 @@ light workers, can tell a dead worker (its key expired) from one in a long epoch
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -88,15 +89,14 @@ def gone_processes(process_ids: set[str]) -> set[str]:
     return {process_id for process_id, alive in zip(ordered, pipe.execute(), strict=True) if not alive}
 
 
-_this_process: tuple[int, str] | None = None
-
-
 def process_worker_id() -> str:
     """This process's id, under which it announces its queues and that it is alive."""
-    global _this_process
-    if _this_process is None or _this_process[0] != os.getpid():
-        _this_process = (os.getpid(), f"{socket.gethostname()[:64]}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    return _this_process[1]
+    return _process_worker_id(os.getpid())  # keyed on the pid: a forked child gets its own
+
+
+@functools.cache
+def _process_worker_id(pid: int) -> str:
+    return f"{socket.gethostname()[:64]}-{pid}-{uuid.uuid4().hex[:8]}"
 
 
 def new_worker_id() -> str:
