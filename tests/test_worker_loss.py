@@ -19,6 +19,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from billing.models import LedgerLine
+from hubsite.models import User
 from tests.conftest import WorkerFactory, wait_for
 from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
 from training import sessions
@@ -30,7 +31,7 @@ BASE_DIR = Path(django_settings.BASE_DIR)
 
 
 @pytest.fixture
-def model(user: Any, tmp_path: Path) -> YoloModel:
+def model(user: User, tmp_path: Path) -> YoloModel:
     fund(user)
     return make_model(user, make_ready_dataset(user, tmp_path), epochs=10)
 
@@ -68,7 +69,7 @@ def lose_the_worker(session: TrainingSession, settings: Any) -> TrainingSession:
 
 
 def test_a_session_whose_worker_process_is_gone_is_requeued_long_before_the_stale_limit(
-    user: Any, tmp_path: Path, settings: Any, redis_client: redis.Redis
+    user: User, tmp_path: Path, settings: Any, redis_client: redis.Redis
 ) -> None:
     dataset = make_ready_dataset(user, tmp_path / "other")
     lost = claimed(make_model(user, dataset, epochs=10), "gone-host-1-aaaa/1")
@@ -196,14 +197,14 @@ def status_of(session: TrainingSession) -> str:
     return TrainingSession.objects.values_list("status", flat=True).get(pk=session.pk)
 
 
-def start(user: Any, model: YoloModel) -> TrainingSession:
+def start(user: User, model: YoloModel) -> TrainingSession:
     return sessions.start_session(user, model, sessions.StartRequest(instance_type=cpu_instance()))
 
 
 @pytest.mark.training
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_is_requeued_within_15_s_and_another_resumes_charging_each_epoch_once(
-    user: Any, tmp_path: Path, start_worker: WorkerFactory
+    user: User, tmp_path: Path, start_worker: WorkerFactory
 ) -> None:
     fund(user)
     model = make_model(user, make_ready_dataset(user, tmp_path, train_images=32, val_images=8), epochs=3, batch=2)
@@ -237,7 +238,7 @@ def test_a_killed_worker_is_requeued_within_15_s_and_another_resumes_charging_ea
 @pytest.mark.training
 @pytest.mark.django_db(transaction=True)
 def test_a_live_worker_in_an_epoch_longer_than_the_presence_ttl_is_never_requeued(
-    user: Any, tmp_path: Path, start_worker: WorkerFactory
+    user: User, tmp_path: Path, start_worker: WorkerFactory
 ) -> None:
     # A 2 s presence TTL, the reaper every second, and heartbeats only every 3 s: the
     # heartbeat is often older than the TTL, so only the worker's presence keeps it.
