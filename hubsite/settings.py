@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
 
 from hubsite import ultralytics_offline
 from hubsite.env import env_bool, env_choice, env_int, env_list, env_required, env_str
@@ -207,9 +208,13 @@ RATE_LIMIT_SIGN_UPS_PER_IP = env_int("RATE_LIMIT_SIGN_UPS_PER_IP", 10, minimum=1
 RATE_LIMIT_PASSWORD_RESETS_PER_IP = env_int("RATE_LIMIT_PASSWORD_RESETS_PER_IP", 5, minimum=1)
 RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS = env_int("RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS", 3, minimum=1)
 
-# Training workers. A session whose heartbeat is older than the stale limit is
-# requeued by the reaper (at most TRAINING_MAX_ATTEMPTS claims), so a lost worker
-# blocks an account for about a minute at most.
+# Training workers. Every worker process refreshes its alive key in Redis every
+# WORKER_ALIVE_INTERVAL_SECONDS; the key expires after WORKER_ALIVE_TTL_SECONDS. The
+# reaper (light workers, every TRAINING_REAPER_INTERVAL_SECONDS) requeues a session
+# whose worker's key expired and whose heartbeat is at least as old: a lost worker is
+# noticed within TTL + reaper interval (11 s). A heartbeat older than the stale limit
+# requeues a session whatever Redis says (a frozen process; Redis unreachable). A
+# session fails after TRAINING_MAX_ATTEMPTS claims in a row without a completed epoch.
 TRAINING_WORK_DIR = Path(env_str("TRAINING_WORK_DIR", str(DATA_DIR / "runs")))
 DATASET_CACHE_DIR = Path(env_str("DATASET_CACHE_DIR", str(DATA_DIR / "dataset-cache")))
 # Least recently used datasets are removed from the cache beyond this size.
@@ -220,6 +225,17 @@ TRAINING_HEARTBEAT_INTERVAL_SECONDS = env_int("TRAINING_HEARTBEAT_INTERVAL_SECON
 TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 60, minimum=2)
 TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3, minimum=1)
 WORKER_PRESENCE_INTERVAL_SECONDS = env_int("WORKER_PRESENCE_INTERVAL_SECONDS", 10, minimum=1)
+WORKER_ALIVE_INTERVAL_SECONDS = env_int("WORKER_ALIVE_INTERVAL_SECONDS", 2, minimum=1)
+WORKER_ALIVE_TTL_SECONDS = env_int("WORKER_ALIVE_TTL_SECONDS", 8, minimum=2)
+if WORKER_ALIVE_TTL_SECONDS < 2 * WORKER_ALIVE_INTERVAL_SECONDS:
+    raise ImproperlyConfigured(
+        f"WORKER_ALIVE_TTL_SECONDS={WORKER_ALIVE_TTL_SECONDS} must be at least twice "
+        f"WORKER_ALIVE_INTERVAL_SECONDS={WORKER_ALIVE_INTERVAL_SECONDS}: one late announcement must not read as "
+        "a dead worker."
+    )
+TRAINING_REAPER_INTERVAL_SECONDS = env_int("TRAINING_REAPER_INTERVAL_SECONDS", 3, minimum=1)
+# Off: only the heartbeat stale limit detects a lost worker (the rule before presence).
+TRAINING_REQUEUE_ON_LOST_PRESENCE = env_bool("TRAINING_REQUEUE_ON_LOST_PRESENCE", default=True)
 
 # E-mail: console in development, SMTP when EMAIL_HOST is set.
 EMAIL_HOST = env_str("EMAIL_HOST")

@@ -171,7 +171,7 @@ def test_holds_racing_the_reaper_never_leave_money_held_for_a_requeued_session(u
                 return
 
     def requeue(session_id: int) -> Any:
-        return sessions._requeue(session_id, Status.TRAINING, 0, "train.test")
+        return sessions._requeue(session_id, WORKER, "train.test", progressed=False)
 
     jobs: list[Callable[[], object]] = [partial(job, session.pk) for session in racing for job in (grow, requeue)]
     assert run_at_once(jobs) == []

@@ -3,8 +3,6 @@ ultralytics training on the synthetic dataset at 64 px."""
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -113,30 +111,6 @@ def test_stop_mid_epoch_then_resume_completes_every_epoch_exactly_once(
     assert set(EpochRecord.objects.filter(session=resumed).values_list("epoch", flat=True)) == set(
         range(stopped_at + 1, 5)
     )
-
-
-def test_a_killed_worker_is_replaced_and_the_session_resumes_from_its_checkpoint(
-    user: User, tmp_path: Path, start_worker: WorkerFactory, fast_workers: dict[str, str]
-) -> None:
-    fund(user)
-    dataset = make_ready_dataset(user, tmp_path, train_images=64, val_images=8)
-    model = make_model(user, dataset, epochs=4, batch=2, nbs=2)
-    doomed = start_worker("train.cpu", extra_env=fast_workers)
-    wait_for(lambda: "train.cpu" in live_queues(), timeout=20)
-    session = start(user, model)
-    wait_for(lambda: EpochRecord.objects.filter(model=model).count() >= 1, timeout=180, interval=0.1)
-    time.sleep(0.3)
-
-    os.killpg(doomed.pid, signal.SIGKILL)
-    doomed.wait()
-    killed_after = EpochRecord.objects.filter(model=model).count()
-    start_worker("default", "train.cpu", extra_env=fast_workers)  # a fresh worker; its light queue runs the reaper
-
-    session = wait_for_status(session, Status.COMPLETED, Status.FAILED, timeout=240)
-    assert session.status == Status.COMPLETED, session.failure_reason
-    assert session.attempts == 2
-    assert_history_is_continuous(model, 4)
-    assert EpochRecord.objects.filter(model=model, epoch__lte=killed_after).count() == killed_after
 
 
 def test_two_concurrent_starts_for_one_account_create_exactly_one_session(

@@ -9,14 +9,16 @@ from hubsite.jobs import light_actor
 from training.engine.presence import new_worker_id
 
 # Sessions run for hours: no Dramatiq retries (the reaper requeues a lost session,
-# a bounded number of times) and a time limit far above any session.
+# failing it only after a bounded number of lost claims in a row without a completed
+# epoch) and a time limit far above any session.
 TRAINING_TIME_LIMIT_MS = 14 * 24 * 3600 * 1000
 
 
 @dramatiq.actor(queue_name="train.cpu", max_retries=0, time_limit=TRAINING_TIME_LIMIT_MS)
 def train_session(session_id: int) -> None:
     """Train one session. Sent through ``training.sessions.enqueue_training``, which
-    routes it to the session's instance-type queue."""
+    routes it to the session's instance-type queue. The worker id names this process,
+    whose presence tells the reaper it is alive."""
     from training.engine.runner import run_session
 
     run_session(session_id, new_worker_id())

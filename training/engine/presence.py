@@ -1,16 +1,22 @@
-"""Which worker queues have a live worker right now, and the periodic reaper.
+"""Which worker queues and worker processes are alive right now, and the reaper.
 
 Every Dramatiq worker process runs ``WorkerPresence``: on boot it declares the
 training queues it was told to consume (``--queues train.<slug>``), then a daemon
 thread refreshes one Redis key per queue with a short TTL. Start asks
 ``live_queues()`` so a type with no live worker is refused instead of waiting
-forever. The light worker's thread also runs the reaper, which requeues training
-sessions whose worker stopped sending heartbeats, and schedules the Stripe
-reconciliation.
+forever. The light worker's thread also schedules the Stripe reconciliation and the
+ledger check.
+
+A second thread keeps the process's own alive key (``WORKER_ALIVE_TTL_SECONDS``)
+fresh. A session's worker id starts with that process id (``new_worker_id``), so
+the reaper, run every ``TRAINING_REAPER_INTERVAL_SECONDS`` by a third thread on
+light workers, can tell a dead worker (its key expired) from one in a long epoch
+(its threads keep announcing it) within seconds.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -58,17 +64,62 @@ def live_queues() -> set[str]:
     return found
 
 
+def _alive_key(process_id: str) -> str:
+    return f"{settings.DRAMATIQ_NAMESPACE}:alive:{process_id}"
+
+
+def announce_alive(process_id: str) -> None:
+    _redis().set(_alive_key(process_id), "1", ex=settings.WORKER_ALIVE_TTL_SECONDS)
+
+
+def withdraw_alive(process_id: str) -> None:
+    _redis().delete(_alive_key(process_id))
+
+
+def gone_processes(process_ids: set[str]) -> set[str]:
+    """The processes among ``process_ids`` that stopped announcing themselves alive.
+
+    Raises ``redis.RedisError`` when Redis cannot answer: the caller must then treat
+    every process as unknown, never as gone."""
+    ordered = sorted(process_ids)
+    if not ordered:
+        return set()
+    pipe = _redis().pipeline(transaction=False)
+    for process_id in ordered:
+        pipe.exists(_alive_key(process_id))
+    return {process_id for process_id, alive in zip(ordered, pipe.execute(), strict=True) if not alive}
+
+
+def process_worker_id() -> str:
+    """This process's id, under which it announces its queues and that it is alive."""
+    return _process_worker_id(os.getpid())  # keyed on the pid: a forked child gets its own
+
+
+@functools.cache
+def _process_worker_id(pid: int) -> str:
+    return f"{socket.gethostname()[:64]}-{pid}-{uuid.uuid4().hex[:8]}"
+
+
 def new_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """A worker id for one claim: this process's id, a slash and a random part, so
+    two claims never share an id and the reaper can find the claiming process."""
+    return f"{process_worker_id()}/{uuid.uuid4().hex[:8]}"
+
+
+def process_of(worker_id: str) -> str:
+    """The process part of a session's worker id."""
+    return worker_id.partition("/")[0]
 
 
 class WorkerPresence(Middleware):
-    """Announces this worker process's queues and runs the reaper on light workers."""
+    """Announces this worker process's queues and that it is alive, and runs the
+    reaper on light workers."""
 
     def __init__(self) -> None:
-        self.worker_id = new_worker_id()
+        self.worker_id = process_worker_id()
         self.queues: set[str] = set()
         self._stop = threading.Event()
+        self._exited = threading.Event()
         self._thread: threading.Thread | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
@@ -81,6 +132,9 @@ class WorkerPresence(Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self._thread = threading.Thread(target=self._run, name="worker-presence", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._stay_alive, name="worker-alive", daemon=True).start()
+        if "default" in self.queues:
+            threading.Thread(target=self._reap, name="session-reaper", daemon=True).start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         self._stop.set()
@@ -89,17 +143,49 @@ class WorkerPresence(Middleware):
         except redis.RedisError:
             logger.warning("could not withdraw worker presence", exc_info=True)
 
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        # Only now: a graceful shutdown waits for the session in progress, which
+        # this process still owns until its actor returns.
+        self._exited.set()
+        try:
+            withdraw_alive(self.worker_id)
+        except redis.RedisError:
+            logger.warning("could not withdraw the alive key", exc_info=True)
+
+    def _stay_alive(self) -> None:
+        """Its own thread, so neither a long epoch nor a slow reaper delays it."""
+        while not self._exited.is_set():
+            try:
+                announce_alive(self.worker_id)
+            except Exception:
+                logger.warning("could not announce this worker alive; retrying", exc_info=True)
+            self._exited.wait(settings.WORKER_ALIVE_INTERVAL_SECONDS)
+
+    def _reap(self) -> None:
+        from django.db import close_old_connections, connection
+
+        from training.sessions import reap_stale_sessions
+
+        try:
+            while not self._stop.wait(settings.TRAINING_REAPER_INTERVAL_SECONDS):
+                try:
+                    reap_stale_sessions()
+                except Exception:
+                    logger.exception("reaping lost sessions failed; retrying")
+                finally:
+                    close_old_connections()
+        finally:
+            connection.close()
+
     def _run(self) -> None:
         from billing.invariants import maybe_schedule_ledger_check
         from billing.stripe_services import maybe_schedule_reconcile
-        from training.sessions import reap_stale_sessions
 
-        runs_reaper = "default" in self.queues
+        light = "default" in self.queues
         while not self._stop.is_set():
             try:
                 announce(self.queues, self.worker_id)
-                if runs_reaper:
-                    reap_stale_sessions()
+                if light:
                     maybe_schedule_reconcile()
                     maybe_schedule_ledger_check()
             except Exception:
