@@ -140,6 +140,13 @@ def test_the_owner_is_mailed_when_a_session_completes_or_fails(model: YoloModel)
     assert str(model.uid) in str(mail.outbox[0].body)
 
 
+def test_a_model_name_with_line_breaks_still_gets_its_mail(model: YoloModel) -> None:
+    YoloModel.objects.filter(pk=model.pk).update(name="shapes\r\nBcc: victim@example.com")
+    notify_session_ended(queued(model, status=Status.COMPLETED).pk)
+    assert [message.subject for message in mail.outbox] == ["Training completed: shapes Bcc: victim@example.com"]
+    assert mail.outbox[0].to == [model.owner.email]
+
+
 def test_no_mail_when_the_user_pressed_stop(model: YoloModel) -> None:
     stopped = queued(model, status=Status.STOPPED, stop_requested_at=timezone.now())
     notify_session_ended(stopped.pk)

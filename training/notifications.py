@@ -38,7 +38,8 @@ def notify_session_ended(session_id: int) -> None:
     lines.append(f"Weights and logs: {link}")
     try:
         send_mail(
-            SUBJECTS[session.status].format(model=session.model.name),
+            # A header is one line: a name with line breaks would make the mail fail.
+            SUBJECTS[session.status].format(model=" ".join(session.model.name.split())),
             "\n\n".join(lines),
             None,
             [session.owner.email],
