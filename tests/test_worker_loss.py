@@ -88,6 +88,22 @@ def test_a_session_whose_worker_process_is_gone_is_requeued_long_before_the_stal
     assert sessions.heartbeat(lost.pk, "gone-host-1-aaaa/1", None) == (False, False)  # the old owner is out
 
 
+def test_stop_ends_a_session_whose_worker_process_is_gone_at_once(
+    model: YoloModel, settings: Any, redis_client: redis.Redis
+) -> None:
+    session = claimed(model, "gone-host-1-aaaa/1")
+    silent_for(session, settings.WORKER_ALIVE_TTL_SECONDS + 1)
+
+    assert sessions.request_stop(session) == Status.STOPPED
+
+    session.refresh_from_db()
+    assert session.status_detail == "Stopped; its worker was gone"
+    live = claimed(make_model(model.owner, model.dataset, epochs=10), "live-host-2-bbbb/1")
+    announce_alive("live-host-2-bbbb")
+    silent_for(live, settings.WORKER_ALIVE_TTL_SECONDS + 1)
+    assert sessions.request_stop(live) == Status.STOPPING  # a live worker stops it itself
+
+
 def test_a_recent_heartbeat_keeps_a_session_whose_presence_is_missing(
     model: YoloModel, settings: Any, redis_client: redis.Redis
 ) -> None:

@@ -131,19 +131,18 @@ def enqueue_training(session_id: int, queue_name: str) -> None:
 def request_stop(session: TrainingSession) -> str:
     """Stop a session. Returns the status it reached (stopping or a final status).
 
-    A queued session, or one whose worker stopped sending heartbeats, ends at once;
-    a running one is asked to stop and its worker ends it within seconds."""
+    A queued session, or one whose worker is gone (by the reaper's rule), ends at
+    once; a running one is asked to stop and its worker ends it within seconds."""
     now = timezone.now()
     if _end_session(
         session.pk, (Status.QUEUED,), Status.STOPPED, detail="Stopped before it started", stop_requested_at=now
     ):
         return Status.STOPPED
-    stale = Q(heartbeat_at__lt=now - stale_before())  # claim sets heartbeat_at, so it is never empty here
     if _end_session(
         session.pk,
         WORKER_OWNED,
         Status.STOPPED,
-        extra=stale,
+        extra=_worker_gone(session.pk, now),
         detail="Stopped; its worker was gone",
         stop_requested_at=now,
     ):
@@ -152,6 +151,17 @@ def request_stop(session: TrainingSession) -> str:
         status=Status.STOPPING, stop_requested_at=now, status_detail="Stopping after the current batch"
     )
     return TrainingSession.objects.values_list("status", flat=True).get(pk=session.pk)
+
+
+def _worker_gone(session_id: int, now: datetime) -> Q:
+    """The reaper's rule as a filter: the heartbeat is stale, or the current worker's
+    process stopped announcing itself and the heartbeat is as old."""
+    stale = Q(heartbeat_at__lt=now - stale_before())  # claim sets heartbeat_at, so it is never empty here
+    worker_id = TrainingSession.objects.filter(pk=session_id).values_list("worker_id", flat=True).first()
+    if not worker_id or worker_id not in _gone_workers({worker_id}):
+        return stale
+    quiet = Q(heartbeat_at__lt=now - timedelta(seconds=settings.WORKER_ALIVE_TTL_SECONDS), worker_id=worker_id)
+    return stale | quiet
 
 
 def _end_session(
