@@ -266,8 +266,9 @@ def test_a_live_worker_in_an_epoch_longer_than_the_presence_ttl_is_never_requeue
         "TRAINING_HEARTBEAT_INTERVAL_SECONDS": "3",
     }
     fund(user)
-    dataset = make_ready_dataset(user, tmp_path, train_images=32, val_images=8)
-    model = make_model(user, dataset, epochs=1, batch=2, imgsz=128)
+    # About 8 s an epoch on an idle 2-core machine: well past the 2 s TTL.
+    dataset = make_ready_dataset(user, tmp_path, train_images=160, val_images=8)
+    model = make_model(user, dataset, epochs=1, batch=2, imgsz=160)
     start_worker("default", extra_env=timing)
     start_worker("train.cpu", extra_env=timing)
     wait_for(lambda: "train.cpu" in live_queues(), timeout=20)
