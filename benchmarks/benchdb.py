@@ -57,6 +57,17 @@ def setup_django(url: str, *, debug: bool | None = False, **environ: str) -> Non
     django.setup()
 
 
+def worker_environ(scratch: Path) -> dict[str, str]:
+    """Settings for a benchmark that runs real workers: the machine's Redis under a
+    fresh namespace, local files under ``scratch`` instead of S3."""
+    return {
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "DRAMATIQ_NAMESPACE": f"hubsite-bench-{secrets.token_hex(4)}",
+        "HUBSITE_DATA_DIR": str(scratch / "data"),
+        "S3_BUCKET": "",
+    }
+
+
 def _admin_sql(statement: str) -> None:
     with psycopg.connect(SERVER_URL, autocommit=True) as connection:
         connection.execute(statement)

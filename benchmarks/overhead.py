@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database
+from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database, worker_environ
 
 if TYPE_CHECKING:
     from hubsite.models import User
@@ -51,15 +51,12 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="hubsite-bench-"))
     with throwaway_database() as database_url:
+        os.environ.update(worker_environ(scratch))
         setup_django(
             database_url,
             debug=None,  # DEBUG as the environment sets it (on by default in development)
-            REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-            DRAMATIQ_NAMESPACE=f"hubsite-bench-{secrets.token_hex(4)}",
-            HUBSITE_DATA_DIR=str(scratch / "data"),
             TRAINING_HEARTBEAT_INTERVAL_SECONDS="1",
             WORKER_PRESENCE_INTERVAL_SECONDS="1",
-            S3_BUCKET="",
         )
         from django.core.management import call_command
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database
+from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database, worker_environ
 
 EPOCHS_DONE = 300
 TARGET_EPOCHS = 400
@@ -72,13 +72,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="hubsite-bench-"))
     try:
         with throwaway_database() as database_url:
-            setup_django(
-                database_url,
-                REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                DRAMATIQ_NAMESPACE=f"hubsite-bench-{secrets.token_hex(4)}",
-                HUBSITE_DATA_DIR=str(scratch / "data"),
-                S3_BUCKET="",
-            )
+            os.environ.update(worker_environ(scratch))
+            setup_django(database_url)
             results, queries = _measure(args, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database
+from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database, worker_environ
 
 if TYPE_CHECKING:
     from training.models import TrainingSession
@@ -57,13 +57,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="hubsite-bench-"))
     os.environ.update(DEFAULT_TIMING)
     with throwaway_database() as database_url:
-        setup_django(
-            database_url,
-            REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-            DRAMATIQ_NAMESPACE=f"hubsite-bench-{secrets.token_hex(4)}",
-            HUBSITE_DATA_DIR=str(scratch / "data"),
-            S3_BUCKET="",
-        )
+        os.environ.update(worker_environ(scratch))
+        setup_django(database_url)
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)

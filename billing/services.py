@@ -290,24 +290,25 @@ def _take_back_stripe_payment_of(session_id: int) -> None:
     ).first()
     if payment is None:
         return
-    if payment.refunded_cents:
-        take_back_payment(
-            payment.account_id,
-            cents_to_micros(payment.refunded_cents),
-            kind=Kind.PAYMENT_REFUND,
-            reference=payment.refund_reference(),
-            reason=f"Card payment refunded in Stripe (checkout {payment.pk}) while the session ran",
-            session_id=session_id,
-        )
-    if payment.dispute_takes_money:
-        take_back_payment(
-            payment.account_id,
-            cents_to_micros(payment.disputed_cents),
-            kind=Kind.DISPUTE,
-            reference=payment.dispute_reference(),
-            reason=f"Card payment disputed in Stripe (checkout {payment.pk}) while the session ran",
-            session_id=session_id,
-        )
+    deferred = (
+        (Kind.PAYMENT_REFUND, payment.refunded_cents, payment.refund_reference, "refunded"),
+        (
+            Kind.DISPUTE,
+            payment.disputed_cents if payment.dispute_takes_money else 0,
+            payment.dispute_reference,
+            "disputed",
+        ),
+    )
+    for kind, cents, reference, happened in deferred:
+        if cents:
+            take_back_payment(
+                payment.account_id,
+                cents_to_micros(cents),
+                kind=kind,
+                reference=reference(),
+                reason=f"Card payment {happened} in Stripe (checkout {payment.pk}) while the session ran",
+                session_id=session_id,
+            )
 
 
 # --- Stripe refunds and disputes -----------------------------------------------------

@@ -14,37 +14,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import redis
 from django.urls import reverse
 from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from hubsite.models import User
 from tests.browser_fixtures import ARTIFACTS, PHONE, browser_marks, log_in, page, shot, shot_on_phone
-from tests.training_fixtures import cpu_instance, ensure_instance_types, fund, make_model, make_ready_dataset
-from training.engine.presence import announce
+from tests.training_fixtures import cpu_instance, cpu_online, fund, model
 from training.models import EpochRecord, TrainingSession, YoloModel
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Request, Route
 
-__all__ = ["page"]  # fixtures
+__all__ = ["cpu_online", "model", "page"]  # fixtures
 
 pytestmark = browser_marks
 
 Status = TrainingSession.Status
-
-
-@pytest.fixture
-def model(user: User, tmp_path: Path) -> YoloModel:
-    ensure_instance_types()
-    return make_model(user, make_ready_dataset(user, tmp_path), epochs=3)
-
-
-@pytest.fixture
-def cpu_online(redis_client: redis.Redis, settings: Any) -> None:
-    settings.WORKER_PRESENCE_INTERVAL_SECONDS = 600  # outlasts the test, however slow the machine
-    announce({"train.cpu"}, "test-worker")  # as a live CPU worker does
 
 
 def stopped_after(model: YoloModel, epochs: int) -> None:

@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from django.db import connection
 from django.test import Client
@@ -16,25 +15,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hubsite.models import User
-from tests.training_fixtures import cpu_instance, ensure_instance_types, fund, make_model, make_ready_dataset
-from training.engine.presence import announce
+from tests.training_fixtures import cpu_instance, cpu_online, fund, make_model, make_ready_dataset, model
 from training.models import EpochRecord, TrainingSession, YoloModel
 
+__all__ = ["cpu_online", "model"]  # fixtures
+
 Status = TrainingSession.Status
-
-
-@pytest.fixture
-def model(user: User, tmp_path: Path) -> YoloModel:
-    ensure_instance_types()
-    return make_model(user, make_ready_dataset(user, tmp_path), epochs=3)
-
-
-@pytest.fixture
-def cpu_online(redis_client: redis.Redis, settings: Any) -> None:
-    # A worker announces itself for 3 intervals; this stand-in's must outlast a slow first
-    # request (importing ultralytics on a loaded machine took 25 s).
-    settings.WORKER_PRESENCE_INTERVAL_SECONDS = 600
-    announce({"train.cpu"}, "test-worker")
 
 
 def url(name: str, model: YoloModel, **kwargs: Any) -> str:
@@ -192,9 +178,9 @@ def test_the_poll_costs_the_same_queries_for_3_or_300_epochs(owner_client: Clien
     TrainingSession.objects.update(status=Status.COMPLETED)
     with_epochs(large, 300)
     counts = []
-    for model in (small, large):
+    for shown in (small, large):
         with CaptureQueriesContext(connection) as queries:
-            assert owner_client.get(url("train_panel", model), headers={"HX-Request": "true"}).status_code in (200, 286)
+            assert owner_client.get(url("train_panel", shown), headers={"HX-Request": "true"}).status_code in (200, 286)
         counts.append(len(queries))
     assert counts[1] <= 12
     assert counts[1] <= counts[0] + 1  # the active one adds its progress, never per-epoch work

@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 
 from billing import services as billing
 from hubsite.models import User
+from training.engine.presence import announce
 from training.models import Dataset, InstanceType, YoloModel
 from training.synthetic import write_synthetic_dataset
 
@@ -32,6 +33,22 @@ def fast_workers(settings: Any) -> dict[str, str]:
     settings.TRAINING_HEARTBEAT_STALE_SECONDS = 5
     settings.WORKER_PRESENCE_INTERVAL_SECONDS = 1
     return dict(FAST_WORKER_ENV)
+
+
+@pytest.fixture
+def model(user: User, tmp_path: Path) -> YoloModel:
+    """A 3-epoch model on a ready synthetic dataset, with the instance types seeded."""
+    ensure_instance_types()
+    return make_model(user, make_ready_dataset(user, tmp_path), epochs=3)
+
+
+@pytest.fixture
+def cpu_online(redis_client: Any, settings: Any) -> None:
+    """A stand-in for a live CPU worker's presence. A worker announces itself for 3
+    intervals; this one's must outlast a slow first request (importing ultralytics on
+    a loaded machine took 25 s)."""
+    settings.WORKER_PRESENCE_INTERVAL_SECONDS = 600
+    announce({"train.cpu"}, "test-worker")
 
 
 def make_ready_dataset(owner: User, tmp_path: Path, *, train_images: int = 16, val_images: int = 8) -> Dataset:
