@@ -1,6 +1,6 @@
 """The one place that builds a Stripe client.
 
-With ``STRIPE_API_BASE`` set (the local emulator, see billing/stripe_emulator) the
+With ``STRIPE_API_BASE`` set (the local emulator, see devtools/stripe_emulator) the
 client talks to that server instead of api.stripe.com; everything else is the same
 code path. The API version is pinned (``STRIPE_API_VERSION``), so Stripe answers in
 the shape this code was written for whatever the account's default version is.

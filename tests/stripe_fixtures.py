@@ -103,7 +103,7 @@ def stripe_emulator_base_fixture(tmp_path_factory: pytest.TempPathFactory) -> It
     data_dir = tmp_path_factory.mktemp("stripe-emulator")
     log = open(data_dir / "emulator.log", "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "billing.stripe_emulator", "--data-dir", str(data_dir), "--port", "0"],
+        [sys.executable, "-m", "devtools.stripe_emulator", "--data-dir", str(data_dir), "--port", "0"],
         cwd=Path(settings.BASE_DIR),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,7 +1,7 @@
-"""The one-machine stack (hubsite/devstack.py) survives its workers.
+"""The one-machine stack (devtools/devstack.py) survives its workers.
 
 The supervisor is tested on real small processes; one test runs the README's
-``python -m hubsite.devstack run`` for real, SIGKILLs its training worker, and
+``python -m devtools.devstack run`` for real, SIGKILLs its training worker, and
 checks the site keeps serving with a new worker, then that SIGTERM leaves no
 process behind.
 """
@@ -25,7 +25,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from hubsite.devstack import Stack, free_port
+from devtools.devstack import Stack, free_port
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -237,7 +237,7 @@ def test_the_run_command_restarts_a_killed_training_worker_and_keeps_serving(
     stderr = tmp_path / "stderr.txt"
     with open(tmp_path / "stdout.txt", "wb") as out, open(stderr, "wb") as err:
         site = subprocess.Popen(
-            [sys.executable, "-m", "hubsite.devstack", "run"],
+            [sys.executable, "-m", "devtools.devstack", "run"],
             env=env,
             cwd=settings.BASE_DIR,
             stdout=out,

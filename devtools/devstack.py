@@ -1,7 +1,7 @@
 """The README's two commands: run the demo site, or run the test suite.
 
-    python -m hubsite.devstack run    # web, workers, broker, Stripe emulator, demo data
-    python -m hubsite.devstack test   # the whole suite against real services
+    python -m devtools.devstack run    # web, workers, broker, Stripe emulator, demo data
+    python -m devtools.devstack test   # the whole suite against real services
 
 Each service is the one the environment names (DATABASE_URL, REDIS_URL, S3_*),
 else a server started here from a pip-installed binary: Valkey for Redis, the
@@ -437,7 +437,7 @@ def _wait_for_bucket(endpoint: str, access_key: str, secret_key: str, bucket: st
 
 
 def ensure_stripe_emulator(running: Stack, data_dir: Path) -> None:
-    """The local Stripe emulator (billing/stripe_emulator), unless STRIPE_SECRET_KEY
+    """The local Stripe emulator (devtools/stripe_emulator), unless STRIPE_SECRET_KEY
     names a real Stripe account. Points the site at it, with a fresh webhook secret,
     and registers ``{SITE_URL}/billing/stripe/webhook/`` when SITE_URL is known (the
     test suite registers its live server's URL itself)."""
@@ -447,7 +447,7 @@ def ensure_stripe_emulator(running: Stack, data_dir: Path) -> None:
     state = data_dir / "stripe"
     process = running.spawn(
         "stripe-emulator",
-        [PYTHON, "-m", "billing.stripe_emulator", "--data-dir", str(state), "--port", str(port)],
+        [PYTHON, "-m", "devtools.stripe_emulator", "--data-dir", str(state), "--port", str(port)],
         log=data_dir / "stripe-emulator.log",
         restartable=True,  # its objects are saved in ``state``; its webhooks are registered again below
     )

@@ -1,6 +1,6 @@
 """Start the local Stripe emulator on 127.0.0.1.
 
-    python -m billing.stripe_emulator --data-dir .data/stripe [--port 0] [--from-scratch]
+    python -m devtools.stripe_emulator --data-dir .data/stripe [--port 0] [--from-scratch]
 
 It never binds another interface (localstripe's own CLI binds every one) and keeps
 its state in ``<data-dir>/localstripe.pickle`` (not localstripe's fixed /tmp path).
@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 from localstripe import resources, server
 
-from billing.stripe_emulator import checkout
+from devtools.stripe_emulator import checkout
 
 LOOPBACK = "127.0.0.1"
 
@@ -55,7 +55,7 @@ def build_app() -> web.Application:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m billing.stripe_emulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.stripe_emulator", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="where the emulator keeps its state")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: a free one)")
     parser.add_argument("--from-scratch", action="store_true", help="ignore the saved state")
