@@ -38,3 +38,17 @@ def send_on_commit(actor: dramatiq.Actor[Any, Any], *args: Any, **kwargs: Any) -
 
     Messages carry ids, never model instances."""
     transaction.on_commit(lambda: actor.send(*args, **kwargs))
+
+
+def enqueue(actor_name: str, *args: Any, queue_name: str = LIGHT_QUEUE) -> None:
+    """Send a message to an actor by its name, without importing the code that runs it
+    (which lives in the worker's packages)."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}
+    )
+    dramatiq.get_broker().enqueue(message)
+
+
+def enqueue_on_commit(actor_name: str, *args: Any, queue_name: str = LIGHT_QUEUE) -> None:
+    """``enqueue`` once the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: enqueue(actor_name, *args, queue_name=queue_name))

@@ -55,12 +55,3 @@ def _bundled_font() -> Path | None:
         return None
     font = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
     return font if font.exists() else None
-
-
-def disable_settings_sync() -> None:
-    """Turn off ultralytics' settings sync (analytics). Imports ultralytics, so
-    only call it in processes that train."""
-    from ultralytics import settings
-
-    if settings.get("sync", True):
-        settings.update({"sync": False})  # type: ignore[no-untyped-call]

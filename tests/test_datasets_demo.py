@@ -5,8 +5,8 @@ import io
 import pytest
 from django.core.management import call_command
 
-from hubsite.management.commands.seed_demo import DEMO_EMAIL
 from training.datasets import DEMO_DATASET_NAME
+from training.management.commands.seed_demo import DEMO_EMAIL
 from training.models import Dataset
 
 

@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from training import catalogue
 from training.catalogue import PLATFORM_CONTROLLED_ARGS, TrainArgsError, validate_train_args
 from training.datasets import IMAGE_SUFFIXES
+from training.yolo.catalogue_facts import write_catalogue
 
 
 def test_the_catalogue_holds_yolo11_yolo26_and_yolov8_at_every_scale_with_numbers() -> None:
+    call_command("measure_catalogue", stdout=io.StringIO())
     entries = catalogue.catalogue()
     names = {entry.name for entry in entries}
     for family in ("yolo11", "yolo26", "yolov8"):
@@ -22,15 +28,17 @@ def test_the_catalogue_holds_yolo11_yolo26_and_yolov8_at_every_scale_with_number
     assert all(entry.task == "detect" for entry in entries)
 
 
-def test_the_catalogue_is_computed_once_and_read_from_its_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    first = catalogue.catalogue()
+def test_the_catalogue_is_computed_once_and_read_from_its_cache(settings: SettingsWrapper, tmp_path: Path) -> None:
+    settings.DATA_DIR = str(tmp_path)
+    unmeasured = catalogue.catalogue()
+    assert not catalogue.cache_path().exists()
+    assert [entry.name for entry in unmeasured] == [entry.name for entry in catalogue.shipped_architectures()]
+    assert all(entry.params is None and entry.gflops is None for entry in unmeasured)
+
+    measured = write_catalogue()
     assert catalogue.cache_path().is_file()
-
-    def fail(*args: Any) -> None:
-        raise AssertionError("rebuilt a model although the catalogue is cached")
-
-    monkeypatch.setattr(catalogue, "measure", fail)
-    assert catalogue.catalogue() == first
+    assert catalogue.catalogue() == measured
+    assert all(entry.params and entry.gflops for entry in catalogue.catalogue())
 
 
 def test_architectures_are_filtered_by_task() -> None:

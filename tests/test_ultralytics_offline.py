@@ -13,7 +13,7 @@ django.setup()
 from pathlib import Path
 from django.conf import settings
 import ultralytics.utils as u
-from hubsite.ultralytics_offline import disable_settings_sync
+from training.yolo.trainer import disable_settings_sync
 disable_settings_sync()
 fonts = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics"
 print(u.ONLINE, u.AUTOINSTALL, u.SETTINGS["sync"], (fonts / "Arial.ttf").stat().st_size > 0,

@@ -2,9 +2,9 @@
 
 Architectures are the model YAMLs that ship inside the ultralytics package
 (YOLO11, YOLO26, YOLOv8 at scales n/s/m/l/x). Their parameter counts and GFLOPs
-are computed once by building each model from its YAML (80 classes, 640 px, the
-way ultralytics reports them) and cached in a JSON file under ``DATA_DIR``, keyed
-by the ultralytics version. Nothing is ever downloaded: pretrained weights are
+are measured once by ``manage.py measure_catalogue`` (training/yolo/catalogue_facts.py)
+and cached in a JSON file under ``DATA_DIR``, keyed by the ultralytics version; the
+web process only reads that file and never imports ultralytics. Nothing is ever downloaded: pretrained weights are
 offered only when ``WEIGHTS_DIR/<architecture>.pt`` exists.
 
 Training arguments are checked against ultralytics' own configuration
@@ -18,11 +18,8 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
-import os
 import re
-import tempfile
-import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -82,8 +79,6 @@ TRAIN_SECTIONS = ("train settings", "hyperparameters")
 MAX_EPOCHS = 10_000
 MAX_IMGSZ = 4096
 MAX_CUSTOM_ARGS = 50
-
-_build_lock = threading.Lock()
 
 
 class TrainArgsError(ValueError):
@@ -157,34 +152,11 @@ def cache_path() -> Path:
     return Path(settings.DATA_DIR) / f"model-catalogue-{ultralytics_version()}.json"
 
 
-def measure(architecture: Architecture) -> Architecture:
-    """Build the model from its YAML (no weights) and count its parameters and GFLOPs."""
-    from ultralytics.nn.tasks import DetectionModel
-    from ultralytics.utils.torch_utils import get_flops
-
-    model = DetectionModel(architecture.yaml, nc=80, verbose=False)  # type: ignore[no-untyped-call]
-    params = sum(int(p.numel()) for p in model.parameters())
-    gflops = round(float(get_flops(model, 640)), 1)  # type: ignore[no-untyped-call]
-    return Architecture(architecture.name, architecture.family, architecture.scale, architecture.task, params, gflops)
-
-
 def catalogue() -> list[Architecture]:
-    """Every shipped architecture with its parameters and GFLOPs (computed once, then cached)."""
-    path = cache_path()
-    cached = _read_cache(path)
-    if cached is not None:
-        return cached
-    with _build_lock:
-        cached = _read_cache(path)
-        if cached is not None:
-            return cached
-        measured = [measure(architecture) for architecture in shipped_architectures()]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".catalogue.", suffix=".json")
-        with os.fdopen(handle, "w") as out:
-            json.dump([asdict(a) for a in measured], out, indent=1)
-        Path(temporary).replace(path)
-        return measured
+    """Every shipped architecture, with its parameters and GFLOPs once they have been
+    measured (``manage.py measure_catalogue``, run by the demo setup and at deploy);
+    until then the same list without the numbers."""
+    return _read_cache(cache_path()) or shipped_architectures()
 
 
 def _read_cache(path: Path) -> list[Architecture] | None:

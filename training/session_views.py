@@ -18,7 +18,7 @@ from billing import stripe_services
 from hubsite.models import User
 from training import sessions
 from training.charts import model_charts
-from training.engine.exports import ExportRefused, request_export
+from training.exports import ExportRefused, request_export
 from training.filenames import download_filename
 from training.models import Dataset, Export, TrainingSession, YoloModel
 from training.session_forms import StartForm

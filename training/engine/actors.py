@@ -26,7 +26,8 @@ def train_session(session_id: int) -> None:
 
 @light_actor(time_limit_ms=15 * 60 * 1000, max_retries=1)
 def export_model(export_id: int) -> None:
-    """Export a model's best weights to ONNX or TorchScript, on the light queue."""
+    """Export a model's best weights to ONNX or TorchScript, on the light queue. Sent by
+    name (``training.exports.EXPORT_MODEL_ACTOR``) from ``request_export``."""
     from training.engine.exports import run_export
 
     run_export(export_id)

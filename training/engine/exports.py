@@ -1,4 +1,4 @@
-"""Exports of a model's best weights (ONNX, TorchScript), run by a light worker."""
+"""The export job, run by a light worker: the model's best weights, exported and stored."""
 
 from __future__ import annotations
 
@@ -9,42 +9,14 @@ from pathlib import Path
 
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
 
-from hubsite.jobs import send_on_commit
 from training.engine.runner import download
-from training.models import Export, YoloModel
+from training.exports import export_key
+from training.models import Export
+from training.yolo.exports import export_weights
 
 logger = logging.getLogger(__name__)
-
-
-class ExportRefused(Exception):
-    pass
-
-
-def request_export(model: YoloModel, export_format: str) -> Export:
-    """Queue an export of the model's current best weights (again, if they changed)."""
-    if export_format not in Export.Format.values:
-        raise ExportRefused("Choose ONNX or TorchScript.")
-    if not model.best_weights:
-        raise ExportRefused("There are no weights to export yet: the first epoch must complete first.")
-    with transaction.atomic():
-        export, created = Export.objects.select_for_update().get_or_create(
-            model=model, format=export_format, defaults={"weights_epoch": model.epochs_completed}
-        )
-        if not created:
-            if export.status in (Export.Status.PENDING, Export.Status.RUNNING):
-                return export
-            export.status = Export.Status.PENDING
-            export.weights_epoch = model.epochs_completed
-            export.error = ""
-            export.finished_at = None
-            export.save(update_fields=["status", "weights_epoch", "error", "finished_at"])
-        from training.engine.actors import export_model
-
-        send_on_commit(export_model, export.pk)
-    return export
 
 
 def run_export(export_id: int) -> None:
@@ -55,7 +27,9 @@ def run_export(export_id: int) -> None:
     model = export.model
     work_dir = Path(tempfile.mkdtemp(prefix="hubsite-export-"))
     try:
-        produced = _export(model, export.format, work_dir)
+        # A fixed file name: nothing the user typed (the model name) may appear in a path.
+        weights = download(model.best_weights.name or "", work_dir / "best.pt")
+        produced = export_weights(weights, export.format, int(model.train_args.get("imgsz", 640)), work_dir)
         with produced.open("rb") as handle:
             name = default_storage.save(export_key(model, produced), File(handle))
         previous = export.file.name
@@ -71,21 +45,3 @@ def run_export(export_id: int) -> None:
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def export_key(model: YoloModel, produced: Path) -> str:
-    """Where an export is stored: the model's prefix and a fixed name, never user text."""
-    return f"{model.storage_prefix}/exports/best{produced.suffix}"
-
-
-def _export(model: YoloModel, export_format: str, work_dir: Path) -> Path:
-    from ultralytics import YOLO  # type: ignore[attr-defined]
-
-    # A fixed file name: ultralytics writes the export next to it, named after it, so
-    # nothing the user typed (the model name) may appear in this path.
-    weights = download(model.best_weights.name or "", work_dir / "best.pt")
-    imgsz = int(model.train_args.get("imgsz", 640))
-    produced = Path(YOLO(str(weights)).export(format=export_format, imgsz=imgsz, device="cpu")).resolve()
-    if not produced.is_relative_to(work_dir.resolve()):
-        raise RuntimeError("the exporter wrote outside its work folder")
-    return produced

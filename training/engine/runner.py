@@ -25,8 +25,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import math
-import os
 import queue
 import re
 import shutil
@@ -49,6 +47,7 @@ from training import sessions
 from training.catalogue import shipped_architectures, weights_path
 from training.datasets import local_copy
 from training.models import EpochRecord, TrainingSession, YoloModel
+from training.yolo import trainer as trainer_setup
 
 logger = logging.getLogger(__name__)
 
@@ -333,18 +332,8 @@ class EpochCallbacks:
         state.committer = self.committer
         self.committer.start()
 
-    def register(self, yolo: Any) -> None:
-        events = ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_val_batch_end", "on_model_save")
-        for event in events:
-            yolo.add_callback(event, getattr(self, event))
-        yolo.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
-
     def on_train_start(self, trainer: Any) -> None:
-        if trainer.device.type == "cpu":
-            import torch
-
-            # ultralytics leaves one core idle; a dedicated training worker wants them all.
-            torch.set_num_threads(os.cpu_count() or 1)
+        trainer_setup.use_all_cores(trainer)
         if trainer.args.time:
             self.state.log.add(f"[hubsite] Timed session: trains for at most {trainer.args.time * 3600:.0f} s more.")
         self.state.check()
@@ -406,7 +395,7 @@ class EpochCallbacks:
                 epoch=epoch,
                 started_at=started_at,
                 duration_ms=max(1, round((ended_monotonic - started_monotonic) * 1000)),
-                metrics=epoch_metrics(trainer),
+                metrics=trainer_setup.epoch_metrics(trainer),
                 checkpoint=checkpoint,
                 improved=improved,
             )
@@ -418,34 +407,6 @@ def _unreferenced(previous: set[str | None], model: YoloModel) -> list[str]:
     """Stored files the model pointed at before and no longer does."""
     current = {model.last_checkpoint.name, model.best_weights.name}
     return [name for name in previous - current if name]
-
-
-def epoch_metrics(trainer: Any) -> dict[str, float]:
-    """The epoch's losses and metrics under stable names."""
-    raw: dict[str, Any] = {
-        **trainer.label_loss_items(trainer.tloss, prefix="train"),
-        **(trainer.metrics or {}),
-        **(trainer.lr or {}),
-    }
-    names = {
-        "metrics/precision(B)": "precision",
-        "metrics/recall(B)": "recall",
-        "metrics/mAP50(B)": "map50",
-        "metrics/mAP50-95(B)": "map50_95",
-        "train/box_loss": "train_box_loss",
-        "train/cls_loss": "train_cls_loss",
-        "train/dfl_loss": "train_dfl_loss",
-        "val/box_loss": "val_box_loss",
-        "val/cls_loss": "val_cls_loss",
-        "val/dfl_loss": "val_dfl_loss",
-        "lr/pg0": "lr",
-    }
-    metrics: dict[str, float] = {}
-    for key, name in names.items():
-        if key in raw:
-            value = float(raw[key])
-            metrics[name] = value if math.isfinite(value) else 0.0
-    return metrics
 
 
 def _epoch_line(epoch: int, target: int, duration_ms: int, metrics: dict[str, float]) -> str:
@@ -540,9 +501,6 @@ def run_session(session_id: int, worker_id: str) -> None:
 
 
 def _train(state: RunState, work_dir: Path) -> None:
-    from hubsite.ultralytics_offline import disable_settings_sync
-
-    disable_settings_sync()
     session = TrainingSession.objects.select_related("model__dataset", "instance_type").get(pk=state.session_id)
     state.price_per_hour_micros = session.price_per_hour_micros
     time_left = time_budget_left_seconds(session)
@@ -558,28 +516,23 @@ def _train(state: RunState, work_dir: Path) -> None:
 def _fit(state: RunState, session: TrainingSession, data_yaml: Path, work_dir: Path, time_left: int | None) -> Path:
     """Build the model (fresh or from the last checkpoint) and train it; returns the
     path of its best weights."""
-    from ultralytics import YOLO  # type: ignore[attr-defined]
-
     model = session.model
     sessions.set_detail(state.session_id, state.worker_id, "Building the model")
     snapshot_dir = work_dir / "snapshots"
     snapshot_dir.mkdir(parents=True, exist_ok=True)
-    overrides = platform_arguments(data_yaml, work_dir / "run", time_left)
+    overrides = trainer_setup.platform_arguments(data_yaml, work_dir / "run", time_left)
     if model.last_checkpoint and model.epochs_completed > 0:
-        checkpoint = prepare_resume_checkpoint(model, session.target_epochs, work_dir / "resume" / "last.pt")
-        yolo = YOLO(str(checkpoint))
-        overrides = {**overrides, "resume": str(checkpoint)}
+        weights: Path | str = prepare_resume_checkpoint(model, session.target_epochs, work_dir / "resume" / "last.pt")
+        overrides = {**overrides, "resume": str(weights)}
     else:
-        yolo = YOLO(str(initial_weights(model)))
+        weights = initial_weights(model)
         overrides = {**training_arguments(model, session), **overrides}
-    EpochCallbacks(state, session, snapshot_dir).register(yolo)
+    yolo = trainer_setup.build(weights, EpochCallbacks(state, session, snapshot_dir))
     state.check()
     if not sessions.mark_training(state.session_id, state.worker_id):
         state.stop.set()
         state.check()
-    yolo.train(**overrides)
-    trainer: Any = yolo.trainer  # set by train()
-    return Path(trainer.best)
+    return trainer_setup.train(yolo, overrides)
 
 
 def time_budget_left_seconds(session: TrainingSession) -> int | None:
@@ -637,38 +590,9 @@ def training_arguments(model: YoloModel, session: TrainingSession) -> dict[str, 
     return arguments
 
 
-def platform_arguments(data_yaml: Path, save_dir: Path, time_left_seconds: int | None) -> dict[str, Any]:
-    """Arguments the platform controls; users cannot set these. ``time`` (hours) is a
-    Timed session's remaining budget; ultralytics also takes it on resume."""
-    arguments: dict[str, Any] = {
-        "data": str(data_yaml),
-        "save_dir": str(save_dir),
-        "exist_ok": True,
-        "save": True,  # checkpoints every epoch: what Stop, Resume and recovery stand on
-        "device": settings.TRAINING_DEVICE or None,
-        "workers": settings.TRAINING_DATALOADER_WORKERS,
-        "plots": False,
-        "verbose": False,
-    }
-    if time_left_seconds is not None:
-        arguments["time"] = time_left_seconds / 3600
-    return {key: value for key, value in arguments.items() if value is not None}
-
-
 def prepare_resume_checkpoint(model: YoloModel, target_epochs: int, target: Path) -> Path:
     """Fetch the model's last checkpoint and set its target epochs (resume ignores ``epochs=``)."""
-    import torch
-
-    download(model.last_checkpoint.name or "", target)
-    checkpoint = torch.load(target, map_location="cpu", weights_only=False)
-    train_args = checkpoint.get("train_args") or {}
-    train_args["epochs"] = target_epochs
-    train_args.pop("time", None)
-    checkpoint["train_args"] = train_args
-    temporary = target.with_suffix(".partial")
-    torch.save(checkpoint, temporary)
-    temporary.replace(target)
-    return target
+    return trainer_setup.set_resume_target(download(model.last_checkpoint.name or "", target), target_epochs)
 
 
 def failure_reason(error: BaseException) -> str:
