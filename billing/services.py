@@ -144,7 +144,7 @@ def hold_epoch(session_id: int, epoch: int, *, worker_id: str, at_least_micros: 
     the epoch runs, so the hold always covers the time spent). An epoch already
     charged returns its charge, a Timed session (prepaid) 0. Raises SessionNotActive
     when the session is not active on ``worker_id``, checked under the account lock.
-    One call of the PostgreSQL function ``billing_hold_epoch`` (migration 0006)."""
+    One call of the PostgreSQL function ``billing_hold_epoch`` (billing/sql/)."""
     with _session_must_be_active(), connection.cursor() as cursor:
         cursor.execute("SELECT billing_hold_epoch(%s, %s, %s, %s)", [session_id, worker_id, epoch, at_least_micros])
         held = cursor.fetchone()[0]
@@ -168,7 +168,7 @@ def capture_epoch(session_id: int, epoch: int, duration_ms: int, *, worker_id: s
     A cost above the balance writes off the shortfall first (its own line). Timed
     sessions are prepaid: nothing is charged and None is returned. Raises
     SessionNotActive like ``hold_epoch``. One call of the PostgreSQL function
-    ``billing_capture_epoch`` (migration 0006)."""
+    ``billing_capture_epoch`` (billing/sql/)."""
     if duration_ms < 0:
         raise ValueError("duration must not be negative")
     with _session_must_be_active(), connection.cursor() as cursor:

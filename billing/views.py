@@ -2,28 +2,19 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from django_htmx.middleware import HtmxDetails
 
 from billing import reports, services
 from billing.forms import StatementForm
 from billing.models import Hold, LedgerLine
+from hubsite.http import AuthenticatedRequest, owned_or_404
 from training.models import YoloModel
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _get_model_for_user(request: HttpRequest, model_id: int) -> YoloModel:
-    """The signed-in user's model, or 404 (also for other people's models)."""
-    return get_object_or_404(YoloModel, pk=model_id, owner_id=request.user.pk)
-
-
-def _account_context(request: HttpRequest, statement_form: StatementForm) -> dict[str, object]:
-    account = services.account_for(request.user)  # type: ignore[arg-type]
+def _account_context(request: AuthenticatedRequest, statement_form: StatementForm) -> dict[str, object]:
+    account = services.account_for(request.user)
     lines = LedgerLine.objects.filter(account=account).select_related("created_by").order_by("-created_at", "-id")
     page = Paginator(lines, settings.BILLING_LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
     holds = (
@@ -35,7 +26,7 @@ def _account_context(request: HttpRequest, statement_form: StatementForm) -> dic
 
 
 @require_GET
-def account(request: HtmxHttpRequest) -> HttpResponse:
+def account(request: AuthenticatedRequest) -> HttpResponse:
     """Balance, holds, the ledger (paginated; htmx swaps only the ledger), statements."""
     context = _account_context(request, StatementForm(initial=StatementForm.initial_range()))
     if request.htmx:
@@ -44,13 +35,13 @@ def account(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-def statement(request: HttpRequest) -> HttpResponseBase:
+def statement(request: AuthenticatedRequest) -> HttpResponseBase:
     """The account's ledger lines for a date range, as a streamed CSV."""
     form = StatementForm(request.GET)
     if not form.is_valid():
         return render(request, "billing/account.html", _account_context(request, form), status=400)
     start, end = form.bounds()
-    account = services.account_for(request.user)  # type: ignore[arg-type]
+    account = services.account_for(request.user)
     rows = reports.statement_rows(account, start, end)
     response = StreamingHttpResponse(reports.csv_lines(reports.STATEMENT_HEADER, rows), content_type="text/csv")
     name = f"hubsite-statement-{form.cleaned_data['start']:%Y%m%d}-{form.cleaned_data['end']:%Y%m%d}.csv"
@@ -59,9 +50,9 @@ def statement(request: HttpRequest) -> HttpResponseBase:
 
 
 @require_GET
-def model_billing(request: HtmxHttpRequest, model_id: int) -> HttpResponse:
+def model_billing(request: AuthenticatedRequest, model_id: int) -> HttpResponse:
     """A model's Billing tab: sessions, total, the CSV link (fragment for htmx)."""
-    model = _get_model_for_user(request, model_id)
+    model = owned_or_404(YoloModel, request, pk=model_id)
     context = {"billing": reports.model_billing(model), "model": model}
     if request.htmx:
         return render(request, "billing/_model_billing.html", context)
@@ -69,9 +60,9 @@ def model_billing(request: HtmxHttpRequest, model_id: int) -> HttpResponse:
 
 
 @require_GET
-def model_cost_report(request: HttpRequest, model_id: int) -> HttpResponseBase:
+def model_cost_report(request: AuthenticatedRequest, model_id: int) -> HttpResponseBase:
     """The model's cost report: one row per charged epoch, prepayment, refund, write-off."""
-    model = _get_model_for_user(request, model_id)
+    model = owned_or_404(YoloModel, request, pk=model_id)
     rows = reports.cost_report_rows(model)
     response = StreamingHttpResponse(reports.csv_lines(reports.COST_REPORT_HEADER, rows), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="hubsite-cost-report-model-{model.pk}.csv"'
