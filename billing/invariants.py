@@ -1,4 +1,4 @@
-"""The ledger invariants, checked at run time (DESIGN.md, money rule 10).
+"""The ledger invariants, checked at run time (docs/billing.md, "Invariants checked at run time").
 
 For every account:
 
