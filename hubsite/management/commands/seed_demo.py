@@ -32,7 +32,7 @@ class Command(BaseCommand):
             services.adjust(account.pk, amount, staff_user=None, reason="demo credit", reference="demo-credit")
 
     def _demo_dataset(self, user: User) -> None:
-        """A ready synthetic shapes dataset (training/synthetic.py), made and validated once."""
+        """A ready synthetic shapes dataset (training/datasets/synthetic.py), made and validated once."""
         from training.catalogue import catalogue
         from training.datasets import create_demo_dataset
 
