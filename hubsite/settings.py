@@ -150,7 +150,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Datasets (training/datasets.py): upload and zip-bomb limits, checked before and
+# Datasets (training/datasets/): upload and zip-bomb limits, checked before and
 # during extraction; pretrained weights only from this local folder, never downloaded.
 DATASET_MAX_UPLOAD_BYTES = env_int("DATASET_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1)
 DATASET_MAX_UNCOMPRESSED_BYTES = env_int("DATASET_MAX_UNCOMPRESSED_BYTES", 20 * 1024**3, minimum=1)

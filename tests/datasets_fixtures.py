@@ -14,10 +14,9 @@ from django.test import Client
 from django.urls import reverse
 
 from hubsite.models import User
-from training.dataset_tasks import run_validation
-from training.datasets import create_dataset, storage_keys
+from training.datasets import create_dataset, run_validation, storage_keys
+from training.datasets.synthetic import write_synthetic_dataset
 from training.models import Dataset
-from training.synthetic import write_synthetic_dataset
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as Response

@@ -99,7 +99,7 @@ def test_the_detail_page_shows_stats_bars_and_samples(owner_client: Client, data
 def test_the_detail_page_polls_while_processing_and_stops_with_286(
     owner_client: Client, user: User, tmp_path: Path
 ) -> None:
-    from training.dataset_tasks import run_validation
+    from training.datasets import run_validation
 
     waiting = processing_dataset(user, tmp_path)
     page = owner_client.get(f"/datasets/{waiting.uid}/").content.decode()

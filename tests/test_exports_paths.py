@@ -21,10 +21,10 @@ from hubsite.models import User
 from tests.datasets_fixtures import all_storage_keys
 from tests.training_fixtures import TINY_TRAINING
 from training.datasets import extract_archive, read_spec, storage_put, training_yaml_text
+from training.datasets.synthetic import write_synthetic_dataset
 from training.engine.exports import run_export
 from training.exports import request_export
 from training.models import Dataset, Export, YoloModel
-from training.synthetic import write_synthetic_dataset
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from training.synthetic import write_synthetic_dataset
+from training.datasets.synthetic import write_synthetic_dataset
 
 
 def test_it_writes_a_hub_format_zip_with_images_labels_and_names(tmp_path: Path) -> None:

@@ -1,10 +1,10 @@
 """The training app's actors, gathered here for django-dramatiq's autodiscovery.
 
-Dataset validation and exports live in ``training.dataset_tasks``; the training
+Dataset validation lives in ``training.datasets.task``; exports and the training
 engine's actors in ``training.engine``.
 """
 
-from training.dataset_tasks import validate_dataset  # noqa: F401 - registers the actor
+from training.datasets.task import validate_dataset  # noqa: F401 - registers the actor
 from training.engine.actors import train_session
 
 __all__ = ["train_session"]

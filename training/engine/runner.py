@@ -7,9 +7,10 @@ The trainer's callbacks do the platform's work at the epoch boundaries:
 - ``on_train_batch_end`` and ``on_val_batch_end``: stop/ownership/balance check,
   from flags the heartbeat thread sets, so a batch costs no query. Raising here
   ends ``train()`` at once and leaves the previous epoch's ``last.pt`` resumable
-  (ultralytics saves it before the next epoch starts). The heartbeat also grows the running epoch's hold, a step ahead of
-  its cost; when the balance cannot cover the next step it raises the flag, and the
-  session pauses with the unfinished epoch unbilled.
+  (ultralytics saved it before this epoch began). The heartbeat also grows the
+  running epoch's hold, a step ahead of its cost; when the balance cannot cover
+  the next step it raises the flag, and the session pauses with the unfinished
+  epoch unbilled.
 - ``on_model_save``: the epoch's billed wall time ends here (train + validation +
   save); its cost must be held (the hold is grown now if the heartbeat lagged, or
   the session pauses), then ``last.pt`` is copied atomically (ultralytics rewrites it

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from training.synthetic import write_synthetic_dataset
+from training.datasets.synthetic import write_synthetic_dataset
 
 
 class Command(BaseCommand):

@@ -35,7 +35,7 @@ class Command(BaseCommand):
             services.adjust(account.pk, amount, staff_user=None, reason="demo credit", reference="demo-credit")
 
     def _demo_dataset(self, user: User) -> None:
-        """A ready synthetic shapes dataset (training/synthetic.py), made and validated once."""
+        """A ready synthetic shapes dataset (training/datasets/synthetic.py), made and validated once."""
         dataset = create_demo_dataset(user)
         self.stdout.write(f"Demo dataset: {dataset.name} ({dataset.status})")
 

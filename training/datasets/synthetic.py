@@ -107,7 +107,11 @@ def _make_image(rng: np.random.Generator, size: int, classes: int) -> tuple[Imag
 
 
 def data_yaml_text(names: list[str]) -> str:
-    lines = ["# Synthetic shapes dataset made by hubsite (training/synthetic.py)", "path: .", "train: images/train"]
+    lines = [
+        "# Synthetic shapes dataset made by hubsite (training/datasets/synthetic.py)",
+        "path: .",
+        "train: images/train",
+    ]
     lines += ["val: images/val", "names:"]
     lines += [f"  {i}: {name}" for i, name in enumerate(names)]
     return "\n".join(lines) + "\n"

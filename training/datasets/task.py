@@ -2,7 +2,8 @@
 
 The web stores the uploaded zip and enqueues ``validate_dataset(id)`` on commit; a
 light worker downloads the zip from storage into a temporary folder, extracts and
-checks it (``training.datasets``), stores sample pictures under the dataset's
+checks it (``training.datasets.checks``, with ultralytics' own checks from
+``training.yolo.dataset_check``), stores sample pictures under the dataset's
 storage prefix, and moves the dataset from ``processing`` to ``ready`` or
 ``invalid`` with one conditional UPDATE (a redelivered message finds it already
 done and does nothing).
@@ -15,17 +16,11 @@ import tempfile
 from pathlib import Path
 
 from hubsite.jobs import light_actor
-from training.datasets import (
-    MAX_PROBLEMS,
-    DatasetError,
-    Problem,
-    download_archive,
-    extract_archive,
-    render_sample,
-    sample_key,
-    storage_put,
-    validate_extracted,
-)
+from training.datasets.archive import extract_archive
+from training.datasets.checks import MAX_PROBLEMS, validate_extracted
+from training.datasets.problems import DatasetError, Problem
+from training.datasets.samples import render_sample
+from training.datasets.storage import download_archive, sample_key, storage_put
 from training.models import Dataset
 
 logger = logging.getLogger(__name__)
@@ -69,13 +64,15 @@ def run_validation(dataset_id: int) -> str | None:
 
 
 def _check(dataset: Dataset) -> tuple[dict[str, object], list[Problem], int]:
+    from training.yolo import dataset_check  # only here: it imports ultralytics and torch
+
     with tempfile.TemporaryDirectory(prefix="hubsite-dataset-") as work:
         archive = download_archive(dataset, Path(work) / "archive.zip")
         content = Path(work) / "content"
         content.mkdir()
         extract_archive(archive, content)
         archive.unlink()
-        result = validate_extracted(content)
+        result = validate_extracted(content, dataset_check)
         stats = result.stats()
         if result.ok:
             samples = []
