@@ -24,7 +24,7 @@ import multiprocessing as mp
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from benchmarks.benchdb import setup_django, throwaway_database
 
@@ -85,6 +85,7 @@ def measure(database_url: str, user_id: int, model_id: int, result: Any) -> None
     from django.test import RequestFactory
 
     from billing import reports, views
+    from hubsite.http import AuthenticatedRequest
     from hubsite.models import User
     from training.models import YoloModel
 
@@ -94,7 +95,7 @@ def measure(database_url: str, user_id: int, model_id: int, result: Any) -> None
     def request() -> Any:
         req = RequestFactory().get(url)
         req.user = user
-        return views.model_cost_report(req, model_id)
+        return views.model_cost_report(cast("AuthenticatedRequest", req), model_id)
 
     for _chunk in request().streaming_content:  # warm up: imports, connection, query plans
         pass
