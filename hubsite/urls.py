@@ -7,7 +7,6 @@ from hubsite.rate_limits import PASSWORD_RESETS, limit_posts, refuse_after_login
 
 urlpatterns = [
     path("", views.landing, name="landing"),
-    path("home/", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/signup/", views.signup, name="signup"),
     # Rate-limited ahead of the same views in django.contrib.auth.urls (hubsite/rate_limits.py).

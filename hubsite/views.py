@@ -13,23 +13,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from hubsite.forms import SignUpForm
 from hubsite.rate_limits import SIGN_UPS, TooManyAttempts, limit_posts
 
-RECENT_MODELS = 8
-
 
 @login_not_required
 @require_GET
 def landing(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("home")
+        return redirect("training:home")
     return render(request, "hubsite/landing.html")
-
-
-@require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    from training.progress import recent_models
-
-    assert request.user.pk is not None  # login is required here
-    return render(request, "hubsite/home.html", {"recent_models": recent_models(request.user.pk, RECENT_MODELS)})
 
 
 @login_not_required
@@ -37,13 +27,13 @@ def home(request: HttpRequest) -> HttpResponse:
 @limit_posts(*SIGN_UPS)
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("home")
+        return redirect("training:home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, "Welcome to hubsite. Your account is ready.")
-        return redirect("home")
+        return redirect("training:home")
     return render(request, "registration/signup.html", {"form": form})
 
 

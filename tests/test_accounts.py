@@ -29,10 +29,10 @@ def test_sign_up_creates_the_account_and_logs_in(client: Client, db: None) -> No
         reverse("signup"), {"email": "New@Example.com", "password1": PASSWORD, "password2": PASSWORD}
     )
     assert response.status_code == 302
-    assert response["Location"] == reverse("home")
+    assert response["Location"] == reverse("training:home")
     user = User.objects.get()
     assert user.email == "new@example.com"
-    assert client.get(reverse("home")).context["user"] == user
+    assert client.get(reverse("training:home")).context["user"] == user
 
 
 def test_sign_up_rejects_a_taken_email_with_a_message(client: Client, user: User) -> None:
@@ -54,22 +54,22 @@ def test_sign_up_rejects_a_weak_password(client: Client, db: None) -> None:
 def test_login_with_email_and_password(client: Client, user: User) -> None:
     response = client.post(reverse("login"), {"username": user.email, "password": PASSWORD})
     assert response.status_code == 302
-    assert response["Location"] == reverse("home")
-    assert client.get(reverse("home")).status_code == 200
+    assert response["Location"] == reverse("training:home")
+    assert client.get(reverse("training:home")).status_code == 200
 
 
 def test_login_rejects_a_wrong_password(client: Client, user: User) -> None:
     response = client.post(reverse("login"), {"username": user.email, "password": "nope"})
     assert response.status_code == 200
     assert "correct" in response.content.decode()
-    assert client.get(reverse("home")).status_code == 302
+    assert client.get(reverse("training:home")).status_code == 302
 
 
 def test_logout_is_a_post(owner_client: Client) -> None:
     assert owner_client.get(reverse("logout")).status_code == 405
     response = owner_client.post(reverse("logout"))
     assert response.status_code == 302
-    assert owner_client.get(reverse("home")).status_code == 302
+    assert owner_client.get(reverse("training:home")).status_code == 302
 
 
 def test_password_reset_sends_a_link_that_sets_a_new_password(client: Client, user: User) -> None:
@@ -152,7 +152,7 @@ def test_csrf_is_enforced_on_posts(user: User) -> None:
 def test_an_htmx_post_passes_csrf_with_the_token_from_hx_headers(user: User) -> None:
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(user)
-    page = strict.get(reverse("home")).content.decode()
+    page = strict.get(reverse("training:home")).content.decode()
     token = re.search(r"hx-headers='\{\"X-CSRFToken\": \"([^\"]+)\"\}'", page)
     assert token is not None
     assert strict.post(reverse("logout"), headers={"HX-Request": "true"}).status_code == 403
@@ -161,7 +161,7 @@ def test_an_htmx_post_passes_csrf_with_the_token_from_hx_headers(user: User) -> 
 
 
 def test_htmx_is_served_locally_not_from_a_cdn(owner_client: Client) -> None:
-    page = owner_client.get(reverse("home")).content.decode()
+    page = owner_client.get(reverse("training:home")).content.decode()
     script = re.search(r'<script src="([^"]*htmx[^"]*)"', page)
     assert script is not None
     assert script.group(1).startswith("/static/")

@@ -35,7 +35,7 @@ def read_csv(response: StreamingHttpResponse) -> list[dict[str, str]]:
 
 def test_the_header_shows_the_real_balance_and_links_to_billing(owner_client: Client, user: User) -> None:
     fund(user, 12_345_678)
-    page = owner_client.get(reverse("home")).content.decode()
+    page = owner_client.get(reverse("training:home")).content.decode()
     assert "US$12.35" in page
     assert f'href="{reverse("billing:account")}">US$12.35' in page
 
@@ -45,7 +45,7 @@ def test_the_header_balance_costs_one_query(
 ) -> None:
     from billing.context_processors import account_balance
 
-    request = owner_client.get(reverse("home")).wsgi_request
+    request = owner_client.get(reverse("training:home")).wsgi_request
     with django_assert_num_queries(1):  # type: ignore[operator]
         assert account_balance(request) == {"header_balance_display": "US$0.00"}
 

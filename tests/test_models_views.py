@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
@@ -56,6 +58,7 @@ def form_data(dataset: Dataset, **overrides: Any) -> dict[str, Any]:
 
 
 def test_the_form_lists_architectures_with_params_and_gflops(owner_client: Client, dataset: Dataset) -> None:
+    call_command("measure_catalogue", stdout=io.StringIO())  # as the deploy steps and the demo setup do
     body = owner_client.get(f"/models/new/?dataset={dataset.uid}").content.decode()
     for name in ("YOLO11n", "YOLO11x", "YOLO26n", "YOLO26x", "YOLOv8n", "YOLOv8x"):
         assert name in body

@@ -214,7 +214,7 @@ def test_pay_now_is_refused_in_epochs_mode(
 
 def test_home_lists_recent_models_with_their_latest_status(owner_client: Client, model: YoloModel) -> None:
     with_epochs(model, 2, status=Status.PAUSED)
-    page = owner_client.get(reverse("home")).content.decode()
+    page = owner_client.get(reverse("training:home")).content.decode()
     assert "shapes-detector" in page
     assert "Paused" in page
     assert reverse("training:train_wizard") in page

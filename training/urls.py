@@ -2,24 +2,30 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training import views
-from training.session_urls import urlpatterns as session_urlpatterns
+from training.views import datasets, exports, home, models, train
 
 app_name = "training"
-
 urlpatterns = [
-    path("datasets/", views.dataset_list, name="dataset_list"),
-    path("datasets/upload/", views.dataset_upload, name="dataset_upload"),
-    path("datasets/<uuid:uid>/", views.dataset_detail, name="dataset_detail"),
-    path("datasets/<uuid:uid>/rename/", views.dataset_rename, name="dataset_rename"),
-    path("datasets/<uuid:uid>/delete/", views.dataset_delete, name="dataset_delete"),
-    path("datasets/<uuid:uid>/download/", views.dataset_download, name="dataset_download"),
-    path("datasets/<uuid:uid>/samples/<int:index>.jpg", views.dataset_sample, name="dataset_sample"),
-    path("models/", views.model_list, name="model_list"),
-    path("models/new/", views.model_create, name="model_create"),
-    path("models/<uuid:uid>/", views.model_detail, name="model_detail"),
-    path("models/<uuid:uid>/rename/", views.model_rename, name="model_rename"),
-    path("models/<uuid:uid>/weights/<str:kind>/", views.model_weights, name="model_weights"),
+    path("home/", home.home, name="home"),
+    path("datasets/", datasets.dataset_list, name="dataset_list"),
+    path("datasets/upload/", datasets.dataset_upload, name="dataset_upload"),
+    path("datasets/<uuid:uid>/", datasets.dataset_detail, name="dataset_detail"),
+    path("datasets/<uuid:uid>/rename/", datasets.dataset_rename, name="dataset_rename"),
+    path("datasets/<uuid:uid>/delete/", datasets.dataset_delete, name="dataset_delete"),
+    path("datasets/<uuid:uid>/download/", datasets.dataset_download, name="dataset_download"),
+    path("datasets/<uuid:uid>/samples/<int:index>.jpg", datasets.dataset_sample, name="dataset_sample"),
+    path("models/", models.model_list, name="model_list"),
+    path("models/new/", models.model_create, name="model_create"),
+    path("models/<uuid:uid>/", models.model_detail, name="model_detail"),
+    path("models/<uuid:uid>/rename/", models.model_rename, name="model_rename"),
+    path("models/<uuid:uid>/weights/<str:kind>/", models.model_weights, name="model_weights"),
+    path("train/", train.train_wizard, name="train_wizard"),
+    path("models/<uuid:uid>/train/", train.train_page, name="train_page"),
+    path("models/<uuid:uid>/train/panel/", train.panel, name="train_panel"),
+    path("models/<uuid:uid>/train/estimate/", train.estimate, name="train_estimate"),
+    path("models/<uuid:uid>/train/start/", train.start, name="train_start"),
+    path("models/<uuid:uid>/train/stop/", train.stop, name="train_stop"),
+    path("models/<uuid:uid>/train/charts/", train.charts, name="train_charts"),
+    path("models/<uuid:uid>/exports/<str:export_format>/", exports.export, name="export"),
+    path("models/<uuid:uid>/exports/<str:export_format>/download/", exports.export_download, name="export_download"),
 ]
-
-urlpatterns += session_urlpatterns

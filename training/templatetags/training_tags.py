@@ -7,7 +7,7 @@ from typing import Any
 from django import template
 
 from training.models import YoloModel
-from training.train_panel import train_tab_context
+from training.views.panels import train_tab_context
 
 register = template.Library()
 

@@ -1,44 +1,28 @@
-"""Train, stop, resume and watch a model: the Train tab, step 3 of the wizard,
-and the model's exports."""
+"""Train, stop, resume and watch a model: the Train tab and step 3 of the wizard."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.contrib import messages
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
-from django_htmx.middleware import HtmxDetails
 
 from billing import stripe_services
+from hubsite.http import AuthenticatedRequest
 from hubsite.models import User
 from training import sessions
-from training.charts import model_charts
-from training.exports import ExportRefused, request_export
-from training.filenames import download_filename
-from training.models import Dataset, Export, TrainingSession, YoloModel
-from training.session_forms import StartForm
-from training.train_panel import latest_session, panel_context, start_context, train_tab_context
+from training.forms import StartForm
+from training.models import Dataset, TrainingSession, YoloModel
+from training.views.charts import model_charts
+from training.views.models import model_or_404
+from training.views.panels import latest_session, panel_context, start_context, train_tab_context
 
 PANEL = "training/session_panel.html"
 START_FORM_ESTIMATE = "training/session_start_form.html#estimate"
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _owner(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
-def _model_for(request: HttpRequest, uid: uuid.UUID) -> YoloModel:
-    return get_object_or_404(YoloModel.objects.select_related("dataset"), uid=uid, owner=_owner(request))
 
 
 def _model_page(model: YoloModel) -> str:
@@ -46,25 +30,25 @@ def _model_page(model: YoloModel) -> str:
 
 
 @require_GET
-def train_wizard(request: HttpRequest) -> HttpResponse:
+def train_wizard(request: AuthenticatedRequest) -> HttpResponse:
     """Step 1: pick a ready dataset."""
-    datasets = Dataset.objects.filter(owner=_owner(request), status=Dataset.Status.READY)
+    datasets = Dataset.objects.filter(owner=request.user, status=Dataset.Status.READY)
     return render(request, "training/session_wizard_dataset.html", {"datasets": datasets, "step": 1})
 
 
 @require_GET
-def train_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+def train_page(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
     """Step 3 of the wizard as a page of its own (the model page's Train tab shows the same panel)."""
-    model = _model_for(request, uid)
-    context = {**train_tab_context(_owner(request), model), "step": 3}
+    model = model_or_404(request, uid)
+    context = {**train_tab_context(request.user, model), "step": 3}
     return render(request, "training/session_train_page.html", context)
 
 
 @require_GET
-def panel(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
+def panel(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
     """The Train panel; polled every few seconds while a session is active."""
-    model = _model_for(request, uid)
-    context = panel_context(_owner(request), model)
+    model = model_or_404(request, uid)
+    context = panel_context(request.user, model)
     response = render(request, f"{PANEL}#panel", context)
     progress = context.get("progress")
     seen = request.GET.get("seen", "")
@@ -76,10 +60,10 @@ def panel(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
 
 
 @require_GET
-def estimate(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+def estimate(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
     """The start form's estimate and what blocks Start, for the form's current (unsaved) choices."""
-    model = _model_for(request, uid)
-    user = _owner(request)
+    model = model_or_404(request, uid)
+    user = request.user
     context = start_context(user, model, StartForm(request.GET, model=model))
     return render(request, START_FORM_ESTIMATE, context)
 
@@ -89,9 +73,9 @@ def _is_final(session: TrainingSession | None) -> bool:
 
 
 @require_POST
-def start(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
-    model = _model_for(request, uid)
-    user = _owner(request)
+def start(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
+    model = model_or_404(request, uid)
+    user = request.user
     previous = latest_session(model)
     resuming = bool(previous and previous.status in sessions.RESUMABLE and model.last_checkpoint)
     form = StartForm(request.POST, model=model, resuming=resuming)
@@ -119,7 +103,7 @@ def start(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
     return redirect(_model_page(model))
 
 
-def _panel_with_error(request: HtmxHttpRequest, user: User, model: YoloModel, form: StartForm) -> HttpResponse:
+def _panel_with_error(request: AuthenticatedRequest, user: User, model: YoloModel, form: StartForm) -> HttpResponse:
     """The form with its errors: in place of the panel (base.html lets htmx swap a 400), or as step 3's page."""
     context = panel_context(user, model, form)
     if request.htmx:
@@ -128,50 +112,27 @@ def _panel_with_error(request: HtmxHttpRequest, user: User, model: YoloModel, fo
     return render(request, "training/session_train_page.html", page_context, status=400)
 
 
-def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
+def _redirect(request: AuthenticatedRequest, url: str) -> HttpResponse:
     if request.htmx:
         return HttpResponseClientRedirect(url)
     return redirect(url)
 
 
 @require_POST
-def stop(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
-    model = _model_for(request, uid)
+def stop(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
+    model = model_or_404(request, uid)
     session = model.sessions.filter(status__in=TrainingSession.ACTIVE_STATUSES).first()
     notice = "" if session else "Nothing is training: there is nothing to stop."
     if session is not None:
         sessions.request_stop(session)
     if request.htmx:  # the panel shows the notice in place (a message would wait for the next page)
-        return render(request, f"{PANEL}#panel", {**panel_context(_owner(request), model), "notice": notice})
+        return render(request, f"{PANEL}#panel", {**panel_context(request.user, model), "notice": notice})
     if notice:
         messages.info(request, notice)
     return redirect(_model_page(model))
 
 
 @require_GET
-def charts(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
-    model = _model_for(request, uid)
+def charts(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
+    model = model_or_404(request, uid)
     return render(request, f"{PANEL}#charts", {"model": model, "charts": model_charts(model)})
-
-
-@require_POST
-def export(request: HttpRequest, uid: uuid.UUID, export_format: str) -> HttpResponse:
-    model = _model_for(request, uid)
-    try:
-        request_export(model, export_format)
-        messages.success(request, "Export queued: it appears below when it is ready.")
-    except ExportRefused as refusal:
-        messages.error(request, str(refusal))
-    return redirect(reverse("training:model_detail", args=[model.uid]) + "?tab=artifacts")
-
-
-@require_GET
-def export_download(request: HttpRequest, uid: uuid.UUID, export_format: str) -> FileResponse:
-    model = _model_for(request, uid)
-    done = get_object_or_404(Export, model=model, format=export_format, status=Export.Status.DONE)
-    name = done.file.name or ""
-    if not name or not default_storage.exists(name):
-        raise Http404("This export is not available.")
-    suffix = name.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
-    filename = download_filename(model.name, f"-best.{suffix}", fallback="model")
-    return FileResponse(default_storage.open(name, "rb"), as_attachment=True, filename=filename)

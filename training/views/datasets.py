@@ -1,0 +1,163 @@
+"""Dataset pages: the list, upload (with its request-size guard), detail with its
+validation report and sample pictures, rename, delete and download."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import RequestDataTooBig
+from django.db.models import Count
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+
+from hubsite.http import AuthenticatedRequest, owned_or_404
+from training.datasets import (
+    DatasetInUseError,
+    class_colour,
+    create_dataset,
+    delete_dataset,
+    human_bytes,
+    rename_dataset,
+    sample_key,
+)
+from training.filenames import download_filename
+from training.forms import DatasetUploadForm, RenameForm, UploadLimitHandler
+from training.models import Dataset
+from training.views.downloads import stream_file
+
+
+@require_GET
+def dataset_list(request: AuthenticatedRequest) -> HttpResponse:
+    datasets = Dataset.objects.filter(owner=request.user).annotate(model_count=Count("yolo_models"))
+    return render(request, "training/dataset_list.html", {"datasets": datasets})
+
+
+@csrf_exempt  # the upload handler must be installed before CSRF reads the body; checked below
+@require_http_methods(["GET", "POST"])
+def dataset_upload(request: AuthenticatedRequest) -> HttpResponse:
+    handler = UploadLimitHandler(request)
+    if request.method == "POST":
+        request.upload_handlers.insert(0, handler)
+        try:
+            request.POST  # noqa: B018 - parse the body now, through the limit handler
+        except RequestDataTooBig:  # the fields alone pass DATA_UPLOAD_MAX_MEMORY_SIZE
+            handler.exceeded = True
+        if handler.exceeded:
+            # Refused before CSRF is checked: nothing was read into storage and nothing changes.
+            form = DatasetUploadForm({}, {}, upload_exceeded=True)
+            return _upload_form(request, form, status=413)
+    return _dataset_upload(request, handler)
+
+
+@csrf_protect
+def _dataset_upload(request: AuthenticatedRequest, handler: UploadLimitHandler) -> HttpResponse:
+    if request.method == "POST":
+        form = DatasetUploadForm(request.POST, request.FILES, upload_exceeded=handler.exceeded)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            dataset = create_dataset(request.user, form.cleaned_data["name"], upload)
+            url = reverse("training:dataset_detail", args=[dataset.uid])
+            if request.htmx:
+                return HttpResponseClientRedirect(url)
+            return redirect(url)
+        return _upload_form(request, form, status=413 if handler.exceeded else 400)
+    return render(
+        request, "training/dataset_upload.html", {"form": DatasetUploadForm(), "upload_limit": _upload_limit()}
+    )
+
+
+def _upload_form(request: AuthenticatedRequest, form: DatasetUploadForm, *, status: int) -> HttpResponse:
+    template = "training/dataset_upload.html#upload-form" if request.htmx else "training/dataset_upload.html"
+    return render(request, template, {"form": form, "upload_limit": _upload_limit()}, status=status)
+
+
+def _upload_limit() -> str:
+    return human_bytes(settings.DATASET_MAX_UPLOAD_BYTES)
+
+
+def _dataset_context(dataset: Dataset) -> dict[str, Any]:
+    stats = dataset.stats or {}
+    counts = stats.get("instances", {}) or {}
+    largest = max(counts.values(), default=0) or 1
+    bars = [
+        {
+            "name": name,
+            "count": count,
+            "percent": round(100 * count / largest, 1),
+            "colour": "rgb({},{},{})".format(*class_colour(index)),
+        }
+        for index, (name, count) in enumerate(counts.items())
+    ]
+    return {
+        "dataset": dataset,
+        "stats": stats,
+        "bars": bars,
+        "splits": list((stats.get("splits") or {}).items()),
+        "warnings": stats.get("warnings", []),
+        "samples": stats.get("samples", []),
+        "models": list(dataset.yolo_models.all()),
+        "rename_form": RenameForm(initial={"name": dataset.name}),
+    }
+
+
+@require_GET
+def dataset_detail(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
+    dataset = owned_or_404(Dataset, request, uid=uid)
+    context = _dataset_context(dataset)
+    if request.htmx:
+        response = render(request, "training/dataset_detail.html#dataset-body", context)
+        if dataset.status != Dataset.Status.PROCESSING:
+            return HttpResponseStopPolling(response.content)
+        return response
+    return render(request, "training/dataset_detail.html", context)
+
+
+@require_POST
+def dataset_rename(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
+    dataset = owned_or_404(Dataset, request, uid=uid)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        rename_dataset(dataset, form.cleaned_data["name"])
+        messages.success(request, "Dataset renamed.")
+    else:
+        messages.error(request, "The name was not changed: " + " ".join(str(e) for e in form.errors.get("name", [])))
+    return redirect("training:dataset_detail", uid=dataset.uid)
+
+
+@require_POST
+def dataset_delete(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
+    dataset = owned_or_404(Dataset, request, uid=uid)
+    try:
+        delete_dataset(dataset)
+    except DatasetInUseError as error:
+        messages.error(
+            request,
+            f"{dataset.name} is used by {len(error.names)} model(s) ({', '.join(error.names)}) and cannot be "
+            "deleted. Models keep their dataset so their training can be resumed.",
+        )
+        return redirect("training:dataset_detail", uid=dataset.uid)
+    messages.success(request, f"Deleted {dataset.name}.")
+    return redirect("training:dataset_list")
+
+
+@require_GET
+def dataset_download(request: AuthenticatedRequest, uid: uuid.UUID) -> FileResponse:
+    dataset = owned_or_404(Dataset, request, uid=uid)
+    filename = download_filename(dataset.name, ".zip", fallback="dataset")
+    return stream_file(dataset.archive.name or "", filename, "application/zip")
+
+
+@require_GET
+def dataset_sample(request: AuthenticatedRequest, uid: uuid.UUID, index: int) -> FileResponse:
+    dataset = owned_or_404(Dataset, request, uid=uid)
+    known = {sample.get("index") for sample in (dataset.stats or {}).get("samples", [])}
+    if index not in known:
+        raise Http404("No such sample.")
+    return stream_file(sample_key(dataset, index), f"sample-{index}.jpg", "image/jpeg", attachment=False)
