@@ -1,5 +1,5 @@
 """Train, stop, resume and watch a model: the Train tab, step 3 of the wizard,
-and the model's exports."""
+Pay Now's page, and the model's exports."""
 
 from __future__ import annotations
 
@@ -7,25 +7,26 @@ import uuid
 
 from django.contrib import messages
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
-from billing import stripe_services
+from billing.stripe.checkout import CheckoutUnavailable, PayNowRefused
 from hubsite.models import User
-from training import sessions
+from training import payments, sessions
 from training.charts import model_charts
 from training.engine.exports import ExportRefused, request_export
 from training.filenames import download_filename
 from training.models import Dataset, Export, TrainingSession, YoloModel
-from training.session_forms import StartForm
+from training.session_forms import PayNowForm, StartForm
 from training.train_panel import latest_session, panel_context, start_context, train_tab_context
 
 PANEL = "training/session_panel.html"
 START_FORM_ESTIMATE = "training/session_start_form.html#estimate"
+PAY_NOW_PAGE = "training/session_pay_now.html"
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -100,8 +101,8 @@ def start(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
     start_request = form.start_request()
     if form.pays_now:
         try:
-            checkout = stripe_services.start_timed_pay_now(user, model, start_request)
-        except (stripe_services.PayNowRefused, stripe_services.CheckoutUnavailable) as error:
+            checkout = payments.open_pay_now(user, model, start_request)
+        except (sessions.StartRefused, PayNowRefused, CheckoutUnavailable) as error:
             form.add_error(None, str(error))
             return _panel_with_error(request, user, model, form)
         return _redirect(request, checkout.url)
@@ -132,6 +133,30 @@ def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
     if request.htmx:
         return HttpResponseClientRedirect(url)
     return redirect(url)
+
+
+@require_http_methods(["GET", "POST"])
+def pay_now(request: HtmxHttpRequest, uid: uuid.UUID) -> HttpResponse:
+    """Timed training paid by card, on a page of its own: the session is created and
+    queued only once Stripe confirms the payment."""
+    model = _model_for(request, uid)
+    form = PayNowForm(request.POST if request.method == "POST" else None)
+    context: dict[str, object] = {"model": model, "form": form, "error": ""}
+    if request.method == "GET":
+        return render(request, PAY_NOW_PAGE, context)
+    if not form.is_valid():
+        return render(request, PAY_NOW_PAGE, context, status=400)
+    try:
+        checkout = payments.open_pay_now(_owner(request), model, form.start_request())
+    except (sessions.StartRefused, PayNowRefused) as refusal:
+        context["error"] = str(refusal)
+        return render(request, PAY_NOW_PAGE, context, status=400)
+    except CheckoutUnavailable as error:
+        context["error"] = str(error)
+        return render(request, PAY_NOW_PAGE, context, status=503)
+    if request.htmx:
+        return HttpResponseClientRedirect(checkout.url)
+    return HttpResponseRedirect(checkout.url, status=303)
 
 
 @require_POST
