@@ -192,4 +192,5 @@ class LedgerViolation(models.Model):
         return f"{self.get_rule_display()} broken on {self.account_id}"
 
 
-from billing.stripe_models import CheckoutSession, StripeEvent  # noqa: E402,F401
+# The Stripe records live in billing/stripe/models.py; importing them here is how Django finds them.
+from billing.stripe.models import CheckoutSession, StripeEvent  # noqa: E402,F401

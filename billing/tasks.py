@@ -1,6 +1,6 @@
 """The billing app's actors, gathered here for django-dramatiq's autodiscovery."""
 
 from billing.invariants import check_ledger_invariants
-from billing.stripe_services import reconcile_stripe_checkouts
+from billing.stripe.reconcile import reconcile_stripe_checkouts
 
 __all__ = ["check_ledger_invariants", "reconcile_stripe_checkouts"]

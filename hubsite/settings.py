@@ -255,7 +255,7 @@ STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
 STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE")
-# Stripe Checkout (billing/stripe_*.py, docs/stripe.md). The API version is pinned
+# Stripe Checkout (billing/stripe/, docs/stripe.md). The API version is pinned
 # for the client and expected on every webhook event; amounts are US cents.
 STRIPE_API_VERSION = env_str("STRIPE_API_VERSION", "2026-10-28.endive")
 STRIPE_CURRENCY = "usd"

@@ -17,7 +17,7 @@ urlpatterns = [
         name="password_reset",
     ),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("billing/stripe/", include("billing.stripe_urls")),
+    path("billing/stripe/", include("billing.stripe.urls")),
     path("billing/", include("billing.urls")),
     path("", include("training.urls")),
     path("admin/login/", refuse_after_login_failures(admin.site.login)),  # the admin's login, same limits

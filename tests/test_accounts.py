@@ -19,9 +19,9 @@ PUBLIC_URL_NAMES = {
     "password_reset_done",
     "password_reset_confirm",
     "password_reset_complete",
-    "stripe_webhook",  # Stripe's servers call it; its signature is the authentication
+    "stripe:webhook",  # Stripe's servers call it; its signature is the authentication
 }
-NOT_PAGES = {"password_reset_confirm", "stripe_webhook"}
+NOT_PAGES = {"password_reset_confirm", "stripe:webhook"}
 
 
 def test_sign_up_creates_the_account_and_logs_in(client: Client, db: None) -> None:

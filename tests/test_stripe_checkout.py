@@ -15,7 +15,7 @@ from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
 from billing.models import Account, LedgerLine
-from billing.stripe_models import CheckoutSession, StripeEvent
+from billing.stripe.models import CheckoutSession, StripeEvent
 from hubsite.models import User
 from tests.billing_fixtures import make_instance_type, make_model
 from tests.conftest import wait_for
@@ -118,7 +118,7 @@ def test_pay_now_queues_the_timed_session_in_one_go(
     model = make_model(user)
     announce({instance_type.queue_name}, "test-worker")
     response = owner_client.post(
-        f"/billing/stripe/pay-now/{model.uid}/", {"instance_type": instance_type.slug, "hours": "0.5"}
+        f"/models/{model.uid}/train/pay-now/", {"instance_type": instance_type.slug, "hours": "0.5"}
     )
     assert response.status_code == 303
     record = CheckoutSession.objects.get()
@@ -140,7 +140,7 @@ def test_an_abandoned_pay_now_leaves_no_session_and_no_money_moved(
     instance_type = make_instance_type()
     model = make_model(user)
     announce({instance_type.queue_name}, "test-worker")
-    owner_client.post(f"/billing/stripe/pay-now/{model.uid}/", {"instance_type": instance_type.slug, "hours": "1"})
+    owner_client.post(f"/models/{model.uid}/train/pay-now/", {"instance_type": instance_type.slug, "hours": "1"})
     record = CheckoutSession.objects.get()
     CheckoutSession.objects.filter(pk=record.pk).update(expires_at=record.created_at)  # long gone
     call_command("reconcile_stripe", stdout=StringIO())

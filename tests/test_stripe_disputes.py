@@ -22,7 +22,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from billing import services
 from billing.models import Account, LedgerLine
-from billing.stripe_models import CheckoutSession, StripeEvent
+from billing.stripe.models import CheckoutSession, StripeEvent
 from hubsite.models import User
 from tests.billing_fixtures import assert_ledger_consistent, make_instance_type, make_model, record_epoch
 from tests.conftest import wait_for
@@ -69,9 +69,7 @@ def pay_now(client: Client, user: User, emulator: Emulator) -> tuple[CheckoutSes
     instance_type = make_instance_type()
     model = make_model(user)
     announce({instance_type.queue_name}, WORKER)
-    response = client.post(
-        f"/billing/stripe/pay-now/{model.uid}/", {"instance_type": instance_type.slug, "hours": "0.5"}
-    )
+    response = client.post(f"/models/{model.uid}/train/pay-now/", {"instance_type": instance_type.slug, "hours": "0.5"})
     assert response.status_code == 303
     record = CheckoutSession.objects.get(model=model)
     assert emulator.pay(record.url).status_code == 303

@@ -8,7 +8,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from billing.models import Account, LedgerLine
-from billing.stripe_models import CheckoutSession
+from billing.stripe.models import CheckoutSession
 from hubsite.models import User
 from tests.billing_fixtures import make_instance_type, make_model
 from tests.stripe_fixtures import (  # noqa: F401 - fixtures
@@ -145,10 +145,10 @@ def test_the_pay_now_page_shows_a_form_to_the_owner_only(
     owner_client: Client, outsider_client: Client, user: User
 ) -> None:
     model = make_model(user)
-    assert owner_client.get(f"/billing/stripe/pay-now/{model.uid}/").status_code == 200
-    assert outsider_client.get(f"/billing/stripe/pay-now/{model.uid}/").status_code == 404
-    assert outsider_client.post(f"/billing/stripe/pay-now/{model.uid}/", {"hours": "1"}).status_code == 404
-    assert owner_client.put(f"/billing/stripe/pay-now/{model.uid}/").status_code == 405
+    assert owner_client.get(f"/models/{model.uid}/train/pay-now/").status_code == 200
+    assert outsider_client.get(f"/models/{model.uid}/train/pay-now/").status_code == 404
+    assert outsider_client.post(f"/models/{model.uid}/train/pay-now/", {"hours": "1"}).status_code == 404
+    assert owner_client.put(f"/models/{model.uid}/train/pay-now/").status_code == 405
     assert not CheckoutSession.objects.exists()
 
 
@@ -156,7 +156,7 @@ def test_pay_now_refuses_bad_hours(owner_client: Client, user: User) -> None:
     model = make_model(user)
     instance_type = make_instance_type()
     response = owner_client.post(
-        f"/billing/stripe/pay-now/{model.uid}/", {"instance_type": instance_type.slug, "hours": "0.3"}
+        f"/models/{model.uid}/train/pay-now/", {"instance_type": instance_type.slug, "hours": "0.3"}
     )
     assert response.status_code == 400
     assert "quarter hours" in response.content.decode()
@@ -170,7 +170,7 @@ def test_pay_now_refuses_a_price_below_stripes_minimum(
     instance_type = make_instance_type(price_per_hour_micros=1_000_000)  # US$1/h: 15 minutes cost 25 cents
     announce({instance_type.queue_name}, "test-worker")
     response = owner_client.post(
-        f"/billing/stripe/pay-now/{model.uid}/", {"instance_type": instance_type.slug, "hours": "0.25"}
+        f"/models/{model.uid}/train/pay-now/", {"instance_type": instance_type.slug, "hours": "0.25"}
     )
     assert response.status_code == 400
     assert "smallest card payment" in response.content.decode()
@@ -181,7 +181,7 @@ def test_pay_now_refuses_an_instance_type_with_no_worker(owner_client: Client, u
     model = make_model(user)
     instance_type = make_instance_type()
     response = owner_client.post(
-        f"/billing/stripe/pay-now/{model.uid}/", {"instance_type": instance_type.slug, "hours": "1"}
+        f"/models/{model.uid}/train/pay-now/", {"instance_type": instance_type.slug, "hours": "1"}
     )
     assert response.status_code == 400
     assert "worker is online" in response.content.decode()

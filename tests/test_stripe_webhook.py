@@ -12,7 +12,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from billing.models import Account, LedgerLine
-from billing.stripe_models import CheckoutSession, StripeEvent
+from billing.stripe.models import CheckoutSession, StripeEvent
 from hubsite.models import User
 from tests.stripe_fixtures import WEBHOOK_SECRET, event_payload, signature_header
 

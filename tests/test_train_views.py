@@ -261,7 +261,7 @@ def test_a_paused_session_says_what_the_balance_lacks_and_offers_a_top_up(
     body = " ".join(owner_client.get(url("train_panel", model)).content.decode().split())
     assert "Paused after epoch 2: your balance does not cover the next epoch." in body
     assert "Resume needs at least US$5.00 available; you have US$0.00." in body
-    assert reverse("stripe_top_up") in body
+    assert reverse("stripe:top_up") in body
     assert "Resume Training from epoch 3" in body
 
 

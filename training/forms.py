@@ -3,6 +3,7 @@ also the model page's Start and Resume form)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -268,3 +269,28 @@ class StartForm(forms.Form):
     @property
     def pays_now(self) -> bool:
         return self.cleaned_data.get("payment") == self.PAY_NOW
+
+
+class PayNowForm(forms.Form):
+    """Pay Now's own page: a Timed session of whole quarter hours, paid by card."""
+
+    instance_type = forms.ModelChoiceField(
+        queryset=InstanceType.objects.filter(active=True), to_field_name="slug", empty_label=None
+    )
+    hours = forms.DecimalField(min_value=Decimal("0.25"), max_value=Decimal(72), decimal_places=2, max_digits=5)
+    target_epochs = forms.IntegerField(required=False, min_value=1, max_value=catalogue.MAX_EPOCHS)
+
+    def clean_hours(self) -> Decimal:
+        hours: Decimal = self.cleaned_data["hours"]
+        if (hours * 4) != (hours * 4).to_integral_value():
+            raise forms.ValidationError("Choose whole quarter hours (0.25, 0.5, 0.75, ...).")
+        return hours
+
+    def start_request(self) -> StartRequest:
+        cleaned = self.cleaned_data
+        return StartRequest(
+            instance_type=cleaned["instance_type"],
+            mode=TrainingSession.Mode.TIMED,
+            target_epochs=cleaned["target_epochs"],
+            time_budget_seconds=int(cleaned["hours"] * 3600),
+        )

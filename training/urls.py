@@ -24,6 +24,7 @@ urlpatterns = [
     path("models/<uuid:uid>/train/panel/", train.panel, name="train_panel"),
     path("models/<uuid:uid>/train/estimate/", train.estimate, name="train_estimate"),
     path("models/<uuid:uid>/train/start/", train.start, name="train_start"),
+    path("models/<uuid:uid>/train/pay-now/", train.pay_now, name="train_pay_now"),
     path("models/<uuid:uid>/train/stop/", train.stop, name="train_stop"),
     path("models/<uuid:uid>/train/charts/", train.charts, name="train_charts"),
     path("models/<uuid:uid>/exports/<str:export_format>/", exports.export, name="export"),

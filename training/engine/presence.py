@@ -179,7 +179,7 @@ class WorkerPresence(Middleware):
 
     def _run(self) -> None:
         from billing.invariants import maybe_schedule_ledger_check
-        from billing.stripe_services import maybe_schedule_reconcile
+        from billing.stripe.reconcile import maybe_schedule_reconcile
 
         light = "default" in self.queues
         while not self._stop.is_set():

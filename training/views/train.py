@@ -1,21 +1,22 @@
-"""Train, stop, resume and watch a model: the Train tab and step 3 of the wizard."""
+"""Train, stop, resume and watch a model: the Train tab, step 3 of the wizard, and
+Pay Now's page."""
 
 from __future__ import annotations
 
 import uuid
 
 from django.contrib import messages
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
-from billing import stripe_services
+from billing.stripe.checkout import CheckoutUnavailable, PayNowRefused
 from hubsite.http import AuthenticatedRequest
 from hubsite.models import User
-from training import sessions
-from training.forms import StartForm
+from training import payments, sessions
+from training.forms import PayNowForm, StartForm
 from training.models import Dataset, TrainingSession, YoloModel
 from training.views.charts import model_charts
 from training.views.models import model_or_404
@@ -23,6 +24,7 @@ from training.views.panels import latest_session, panel_context, start_context, 
 
 PANEL = "training/session_panel.html"
 START_FORM_ESTIMATE = "training/session_start_form.html#estimate"
+PAY_NOW_PAGE = "training/session_pay_now.html"
 
 
 def _model_page(model: YoloModel) -> str:
@@ -84,8 +86,8 @@ def start(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
     start_request = form.start_request()
     if form.pays_now:
         try:
-            checkout = stripe_services.start_timed_pay_now(user, model, start_request)
-        except (stripe_services.PayNowRefused, stripe_services.CheckoutUnavailable) as error:
+            checkout = payments.open_pay_now(user, model, start_request)
+        except (sessions.StartRefused, PayNowRefused, CheckoutUnavailable) as error:
             form.add_error(None, str(error))
             return _panel_with_error(request, user, model, form)
         return _redirect(request, checkout.url)
@@ -116,6 +118,30 @@ def _redirect(request: AuthenticatedRequest, url: str) -> HttpResponse:
     if request.htmx:
         return HttpResponseClientRedirect(url)
     return redirect(url)
+
+
+@require_http_methods(["GET", "POST"])
+def pay_now(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
+    """Timed training paid by card, on a page of its own: the session is created and
+    queued only once Stripe confirms the payment."""
+    model = model_or_404(request, uid)
+    form = PayNowForm(request.POST if request.method == "POST" else None)
+    context: dict[str, object] = {"model": model, "form": form, "error": ""}
+    if request.method == "GET":
+        return render(request, PAY_NOW_PAGE, context)
+    if not form.is_valid():
+        return render(request, PAY_NOW_PAGE, context, status=400)
+    try:
+        checkout = payments.open_pay_now(request.user, model, form.start_request())
+    except (sessions.StartRefused, PayNowRefused) as refusal:
+        context["error"] = str(refusal)
+        return render(request, PAY_NOW_PAGE, context, status=400)
+    except CheckoutUnavailable as error:
+        context["error"] = str(error)
+        return render(request, PAY_NOW_PAGE, context, status=503)
+    if request.htmx:
+        return HttpResponseClientRedirect(checkout.url)
+    return HttpResponseRedirect(checkout.url, status=303)
 
 
 @require_POST

@@ -4,7 +4,7 @@
 
 Safe to run any number of times (and beside the webhook): every credit goes through
 the same locked, once-only path. The light worker runs it periodically too
-(``billing.stripe_services.maybe_schedule_reconcile``).
+(``billing.stripe.reconcile.maybe_schedule_reconcile``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from billing.stripe_services import reconcile
+from billing.stripe.reconcile import reconcile
 
 
 class Command(BaseCommand):

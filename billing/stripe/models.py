@@ -3,7 +3,7 @@
 A ``CheckoutSession`` is created before Stripe's session (its id goes into Stripe's
 metadata and ``client_reference_id``), so every Stripe session we ever credit maps
 back to exactly one row, one account and one amount. The balance itself changes
-only through billing.services, from billing/stripe_services.py.
+only through billing.services, from billing/stripe/webhooks.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Top-up and Pay Now pages, the Checkout return pages, and Stripe's webhook endpoint."""
+"""The top-up page, the Checkout return pages, and Stripe's webhook endpoint.
+
+(Pay Now's page is training's: ``training.views.train.pay_now``.)
+"""
 
 from __future__ import annotations
 
@@ -12,24 +15,19 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
-from django_htmx.middleware import HtmxDetails
 
 from billing import services as billing
-from billing import stripe_services
 from billing.money import format_usd
-from billing.stripe_models import CheckoutSession
-from training.models import InstanceType, TrainingSession, YoloModel
+from billing.stripe import checkout, webhooks
+from billing.stripe.models import CheckoutSession
+from hubsite.http import AuthenticatedRequest, owned_or_404
 
 logger = logging.getLogger(__name__)
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def _dollars(cents: int) -> str:
@@ -79,14 +77,14 @@ def _top_up_context(form: TopUpForm, error: str = "") -> dict[str, object]:
     }
 
 
-def _to_checkout(request: HtmxHttpRequest, record: CheckoutSession) -> HttpResponse:
+def _to_checkout(request: AuthenticatedRequest, record: CheckoutSession) -> HttpResponse:
     if request.htmx:
         return HttpResponseClientRedirect(record.url)
     return HttpResponseRedirect(record.url, status=303)
 
 
 @require_http_methods(["GET", "POST"])
-def top_up(request: HtmxHttpRequest) -> HttpResponse:
+def top_up(request: AuthenticatedRequest) -> HttpResponse:
     """Presets and a custom amount; POST opens a Stripe Checkout and sends the user there."""
     if request.method == "GET":
         return render(request, "billing/stripe/top_up.html", _top_up_context(TopUpForm()))
@@ -94,30 +92,30 @@ def top_up(request: HtmxHttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "billing/stripe/top_up.html", _top_up_context(form), status=400)
     try:
-        record = stripe_services.create_top_up_checkout(request.user, form.cleaned_data["amount_cents"])  # type: ignore[arg-type]
-    except stripe_services.CheckoutUnavailable as error:
+        record = checkout.create_top_up_checkout(request.user, form.cleaned_data["amount_cents"])
+    except checkout.CheckoutUnavailable as error:
         return render(request, "billing/stripe/top_up.html", _top_up_context(form, str(error)), status=503)
     return _to_checkout(request, record)
 
 
-def _get_checkout_for_user(request: HttpRequest, checkout_id: int) -> CheckoutSession:
-    """The signed-in user's Checkout record, or 404 (also for other people's)."""
-    return get_object_or_404(
+def _checkout_or_404(request: AuthenticatedRequest, checkout_id: int) -> CheckoutSession:
+    return owned_or_404(
         CheckoutSession.objects.select_related("account", "training_session", "model"),
+        request,
+        owner_field="account__user",
         pk=checkout_id,
-        account__user_id=request.user.pk,
     )
 
 
 @require_GET
-def checkout_success(request: HtmxHttpRequest, checkout_id: int) -> HttpResponse:
+def checkout_success(request: AuthenticatedRequest, checkout_id: int) -> HttpResponse:
     """Back from Stripe: "payment received, crediting..." until the webhook's credit
     lands (htmx polls the status fragment), then the new balance."""
-    record = _get_checkout_for_user(request, checkout_id)
+    record = _checkout_or_404(request, checkout_id)
     context = {
         "record": record,
         "amount_display": _dollars(record.amount_cents),
-        "balance_display": format_usd(billing.account_for(request.user).balance_micros),  # type: ignore[arg-type]
+        "balance_display": format_usd(billing.account_for(request.user).balance_micros),
         "pending": record.status == CheckoutSession.Status.OPEN,
     }
     if request.htmx:
@@ -128,58 +126,10 @@ def checkout_success(request: HtmxHttpRequest, checkout_id: int) -> HttpResponse
 
 
 @require_GET
-def checkout_cancel(request: HttpRequest, checkout_id: int) -> HttpResponse:
+def checkout_cancel(request: AuthenticatedRequest, checkout_id: int) -> HttpResponse:
     """Back from Stripe without paying: nothing changes (reconciliation expires it later)."""
-    record = _get_checkout_for_user(request, checkout_id)
+    record = _checkout_or_404(request, checkout_id)
     return render(request, "billing/stripe/cancel.html", {"record": record})
-
-
-class PayNowForm(forms.Form):
-    instance_type = forms.ModelChoiceField(
-        queryset=InstanceType.objects.filter(active=True), to_field_name="slug", empty_label=None
-    )
-    hours = forms.DecimalField(min_value=Decimal("0.25"), max_value=Decimal(72), decimal_places=2, max_digits=5)
-    target_epochs = forms.IntegerField(required=False, min_value=1, max_value=10_000)
-
-    def clean_hours(self) -> Decimal:
-        hours: Decimal = self.cleaned_data["hours"]
-        if (hours * 4) != (hours * 4).to_integral_value():
-            raise forms.ValidationError("Choose whole quarter hours (0.25, 0.5, 0.75, ...).")
-        return hours
-
-
-def _get_model_for_user(request: HttpRequest, model_uid: str) -> YoloModel:
-    return get_object_or_404(YoloModel.objects.select_related("dataset"), uid=model_uid, owner_id=request.user.pk)
-
-
-@require_http_methods(["GET", "POST"])
-def pay_now(request: HtmxHttpRequest, model_uid: str) -> HttpResponse:
-    """Timed training paid by card: the session is created and queued only once
-    Stripe confirms the payment."""
-    from training.sessions import StartRequest
-
-    model = _get_model_for_user(request, model_uid)
-    form = PayNowForm(request.POST if request.method == "POST" else None)
-    context: dict[str, object] = {"model": model, "form": form, "error": ""}
-    if request.method == "GET":
-        return render(request, "billing/stripe/pay_now.html", context)
-    if not form.is_valid():
-        return render(request, "billing/stripe/pay_now.html", context, status=400)
-    start = StartRequest(
-        instance_type=form.cleaned_data["instance_type"],
-        mode=TrainingSession.Mode.TIMED,
-        target_epochs=form.cleaned_data["target_epochs"],
-        time_budget_seconds=int(form.cleaned_data["hours"] * 3600),
-    )
-    try:
-        record = stripe_services.start_timed_pay_now(request.user, model, start)  # type: ignore[arg-type]
-    except stripe_services.PayNowRefused as error:
-        context["error"] = str(error)
-        return render(request, "billing/stripe/pay_now.html", context, status=400)
-    except stripe_services.CheckoutUnavailable as error:
-        context["error"] = str(error)
-        return render(request, "billing/stripe/pay_now.html", context, status=503)
-    return _to_checkout(request, record)
 
 
 @csrf_exempt
@@ -211,5 +161,5 @@ def webhook(request: HttpRequest) -> HttpResponseBase:
         return HttpResponse("bad signature", status=400, content_type="text/plain")
     if not isinstance(event, dict):
         return HttpResponse("malformed payload", status=400, content_type="text/plain")
-    status = stripe_services.receive_event(event)
+    status = webhooks.receive_event(event)
     return HttpResponse("ok" if status == 200 else "error", status=status, content_type="text/plain")

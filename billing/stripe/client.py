@@ -1,4 +1,4 @@
-"""The one place that builds a Stripe client.
+"""The configured Stripe client: the one place that builds one.
 
 With ``STRIPE_API_BASE`` set (the local emulator, see devtools/stripe_emulator) the
 client talks to that server instead of api.stripe.com; everything else is the same
