@@ -34,10 +34,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.models import Account, Hold, LedgerLine
+from billing.models import Account, CheckoutSession, Hold, LedgerLine
 from billing.money import MICROS_PER_CENT, cents_to_micros, format_usd
 from billing.signals import balance_credited
-from billing.stripe.models import CheckoutSession
 from training.models import TrainingSession
 
 if TYPE_CHECKING:

@@ -14,8 +14,7 @@ from django.core.management import call_command
 from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
-from billing.models import Account, LedgerLine
-from billing.stripe.models import CheckoutSession, StripeEvent
+from billing.models import Account, CheckoutSession, LedgerLine, StripeEvent
 from hubsite.models import User
 from tests.billing_fixtures import make_instance_type, make_model
 from tests.conftest import wait_for

@@ -21,8 +21,7 @@ from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
 from billing import services
-from billing.models import Account, LedgerLine
-from billing.stripe.models import CheckoutSession, StripeEvent
+from billing.models import Account, CheckoutSession, LedgerLine, StripeEvent
 from hubsite.models import User
 from tests.billing_fixtures import assert_ledger_consistent, make_instance_type, make_model, record_epoch
 from tests.conftest import wait_for

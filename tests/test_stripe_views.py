@@ -7,8 +7,7 @@ import redis
 from django.test import Client
 from pytest_django.fixtures import Settings
 
-from billing.models import Account, LedgerLine
-from billing.stripe.models import CheckoutSession
+from billing.models import Account, CheckoutSession, LedgerLine
 from hubsite.models import User
 from tests.billing_fixtures import make_instance_type, make_model
 from tests.stripe_fixtures import (  # noqa: F401 - fixtures

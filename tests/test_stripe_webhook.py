@@ -11,8 +11,7 @@ from django.db import connections, transaction
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from billing.models import Account, LedgerLine
-from billing.stripe.models import CheckoutSession, StripeEvent
+from billing.models import Account, CheckoutSession, LedgerLine, StripeEvent
 from hubsite.models import User
 from tests.stripe_fixtures import WEBHOOK_SECRET, event_payload, signature_header
 

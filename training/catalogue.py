@@ -18,8 +18,10 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -159,6 +161,16 @@ def catalogue() -> list[Architecture]:
     return _read_cache(cache_path()) or shipped_architectures()
 
 
+def write_cache(measured: list[Architecture]) -> None:
+    """Replace the cache file atomically (``manage.py measure_catalogue`` measures)."""
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".catalogue.", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        json.dump([asdict(a) for a in measured], out, indent=1)
+    Path(temporary).replace(path)
+
+
 def _read_cache(path: Path) -> list[Architecture] | None:
     try:
         raw = json.loads(path.read_text())
@@ -184,6 +196,16 @@ def has_local_weights(architecture: str) -> bool:
 
 
 # --- training arguments -----------------------------------------------------------------------
+
+
+@cache
+def default_arguments() -> dict[str, Any]:
+    """ultralytics' defaults (its cfg/default.yaml, "none" read as None, as ultralytics does),
+    read from the file so the web process need not import ultralytics."""
+    loaded = yaml.safe_load((ultralytics_dir() / "cfg" / "default.yaml").read_text(encoding="utf-8")) or {}
+    return {
+        str(key): None if isinstance(value, str) and value.lower() == "none" else value for key, value in loaded.items()
+    }
 
 
 @cache
@@ -233,8 +255,7 @@ def validate_train_args(raw: dict[str, Any]) -> dict[str, Any]:
 
     ``raw`` may hold the base arguments (epochs, imgsz, batch, patience, cache; defaults
     fill the missing ones) and any other ultralytics training argument."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg  # type: ignore[attr-defined]  # lazy: pulls torch
-
+    defaults = default_arguments()
     errors: dict[str, str] = {}
     if len(raw) > MAX_CUSTOM_ARGS + len(BASE_ARGS):
         raise TrainArgsError({"arguments": f"at most {MAX_CUSTOM_ARGS} custom arguments."})
@@ -243,7 +264,7 @@ def validate_train_args(raw: dict[str, Any]) -> dict[str, Any]:
     for key, value in raw.items():
         if key in PLATFORM_CONTROLLED_ARGS:
             errors[key] = "is set by the platform and cannot be changed."
-        elif key not in DEFAULT_CFG_DICT:
+        elif key not in defaults:
             errors[key] = "is not an ultralytics argument."
         elif key not in train_keys:
             errors[key] = "is not a training argument (it applies to prediction, validation or export)."
@@ -254,14 +275,12 @@ def validate_train_args(raw: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(args.items()):
         if key in errors or key in BASE_ARGS:
             continue
-        default = DEFAULT_CFG_DICT.get(key)
+        default = defaults.get(key)
         if isinstance(default, str) and not isinstance(value, str):
             errors[key] = f"must be text, like {default!r}."
             continue
         try:
-            single = {key: value}
-            check_cfg(single, hard=True)
-            args[key] = single[key]
+            args[key] = _ultralytics_check(key, value)
         except (TypeError, ValueError) as error:
             errors[key] = _plain(str(error))
             continue
@@ -277,6 +296,14 @@ def validate_train_args(raw: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise TrainArgsError(errors)
     return args
+
+
+def _ultralytics_check(key: str, value: Any) -> Any:
+    # The one place the web process may load ultralytics (and torch): a user typed a
+    # custom argument, and only ultralytics knows its rules.
+    from training.yolo.arguments import check_value
+
+    return check_value(key, value)
 
 
 def _check_base(args: dict[str, Any], errors: dict[str, str]) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 from django.dispatch import receiver
 
+from billing.models import CheckoutSession
 from billing.signals import StartRefusedAfterPayment, pay_now_paid, pay_now_taken_back
 from billing.stripe.checkout import create_pay_now_checkout
-from billing.stripe.models import CheckoutSession
 from hubsite.models import User
 from training import sessions
 from training.models import InstanceType, TrainingSession, YoloModel

@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing import services as billing
+from billing.models import CheckoutSession
 from billing.money import MICROS_PER_CENT
 from billing.stripe.client import stripe_client
-from billing.stripe.models import CheckoutSession
 
 if TYPE_CHECKING:
     from hubsite.models import User

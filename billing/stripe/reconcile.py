@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.models import CheckoutSession, StripeEvent
 from billing.stripe.client import stripe_client
-from billing.stripe.models import CheckoutSession, StripeEvent
 from billing.stripe.webhooks import apply_paid_session, set_lock_timeout
 from hubsite.jobs import light_actor
 

@@ -22,9 +22,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from billing import services as billing
+from billing.models import CheckoutSession
 from billing.money import format_usd
 from billing.stripe import checkout, webhooks
-from billing.stripe.models import CheckoutSession
 from hubsite.http import AuthenticatedRequest, owned_or_404
 
 logger = logging.getLogger(__name__)

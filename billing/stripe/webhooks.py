@@ -30,10 +30,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import services as billing
-from billing.models import LedgerLine
+from billing.models import CheckoutSession, LedgerLine, StripeEvent
 from billing.money import cents_to_micros
 from billing.signals import StartRefusedAfterPayment, pay_now_paid, pay_now_taken_back
-from billing.stripe.models import CheckoutSession, StripeEvent
 from training.models import TrainingSession
 
 logger = logging.getLogger(__name__)

@@ -7,18 +7,22 @@ once per ultralytics version (the demo setup and the deploy steps do)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from training.catalogue import cache_path
+from training.catalogue import cache_path, shipped_architectures, write_cache
+from training.yolo.catalogue_facts import measure
 
 
 class Command(BaseCommand):
     help = "Measure every shipped architecture (parameters, GFLOPs) into the catalogue cache."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from training.yolo.catalogue_facts import write_catalogue  # torch: only this command pays for it
-
-        measured = write_catalogue()
-        self.stdout.write(f"Measured {len(measured)} architectures into {cache_path()}")
+        measured = []
+        for architecture in shipped_architectures():
+            params, gflops = measure(architecture.yaml)
+            measured.append(dataclasses.replace(architecture, params=params, gflops=gflops))
+        write_cache(measured)
+        self.stdout.write(f"Model catalogue: {len(measured)} architectures measured into {cache_path()}")
