@@ -38,3 +38,14 @@ def send_on_commit(actor: dramatiq.Actor[Any, Any], *args: Any, **kwargs: Any) -
 
     Messages carry ids, never model instances."""
     transaction.on_commit(lambda: actor.send(*args, **kwargs))
+
+
+def send_by_name(actor_name: str, queue_name: str, *args: Any) -> dramatiq.Message[Any]:
+    """Enqueue a message for the actor named ``actor_name`` without importing it.
+
+    The message carries no options of its own, so the worker that runs it applies
+    the actor's (time limit, retries), as for ``actor.send``."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}
+    )
+    return dramatiq.get_broker().enqueue(message)

@@ -25,7 +25,7 @@ from tests.stripe_fixtures import (
     stripe_live_fixture,
 )
 from tests.training_fixtures import FAST_WORKER_ENV, ensure_instance_types
-from training.engine.presence import live_queues
+from training.presence import live_queues
 from training.synthetic import write_synthetic_dataset
 
 __all__ = ["page", "stripe_emulator_base_fixture", "stripe_emulator_fixture", "stripe_live_fixture"]  # fixtures

@@ -11,6 +11,8 @@ from django.db import transaction
 from hubsite.jobs import LIGHT_MAX_RETRIES, LIGHT_QUEUE, LIGHT_TIME_LIMIT_MS, light_actor, send_on_commit
 from hubsite.tasks import ping, ping_key
 from tests.conftest import WorkerFactory, wait_for
+from training import sessions
+from training.engine.actors import TRAINING_TIME_LIMIT_MS
 
 
 def queued_ping_tokens(redis_client: redis.Redis) -> list[str]:
@@ -53,3 +55,19 @@ def test_light_actors_state_queue_time_limit_and_retries() -> None:
     assert sample.options["time_limit"] == LIGHT_TIME_LIMIT_MS
     assert sample.options["max_retries"] == LIGHT_MAX_RETRIES
     assert ping.options["max_retries"] == 0
+
+
+def test_training_is_sent_by_actor_name_and_runs_with_the_actors_options(redis_client: redis.Redis) -> None:
+    broker = dramatiq.get_broker()
+    sessions.enqueue_training(42, "train.probe")
+    [raw] = redis_client.hvals(f"{broker.namespace}:train.probe.msgs")  # type: ignore[attr-defined]
+    assert isinstance(raw, bytes)
+    message = dramatiq.Message.decode(raw)
+    assert (message.queue_name, message.actor_name, message.args) == (
+        "train.probe",
+        sessions.TRAIN_SESSION_ACTOR,
+        (42,),
+    )
+    assert set(message.options) == {"redis_message_id"}  # nothing overrides the actor's own options
+    actor = broker.get_actor(message.actor_name)
+    assert (actor.options["time_limit"], actor.options["max_retries"]) == (TRAINING_TIME_LIMIT_MS, 0)

@@ -13,8 +13,8 @@ from billing import services as billing
 from billing.services import epoch_cost_micros, timed_price_micros
 from hubsite.models import User
 from training.charts import model_charts
-from training.engine.presence import live_queues
 from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
+from training.presence import live_queues
 from training.progress import session_progress
 from training.session_forms import StartForm
 
