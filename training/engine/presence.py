@@ -2,9 +2,7 @@
 runs ``WorkerPresence``. On boot it declares the training queues it was told to
 consume (``--queues train.<slug>``); then one daemon thread announces those queues
 every ``WORKER_PRESENCE_INTERVAL_SECONDS`` and another keeps the process's alive key
-fresh every ``WORKER_ALIVE_INTERVAL_SECONDS``. The light worker's presence thread also
-schedules the Stripe reconciliation and the ledger check, and a third thread runs the
-reaper every ``TRAINING_REAPER_INTERVAL_SECONDS``.
+fresh every ``WORKER_ALIVE_INTERVAL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -31,8 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerPresence(Middleware):
-    """Announces this worker process's queues and that it is alive, and runs the
-    reaper on light workers."""
+    """Announces this worker process's queues and that it is alive."""
 
     def __init__(self) -> None:
         self.worker_id = process_worker_id()
@@ -52,8 +49,6 @@ class WorkerPresence(Middleware):
         self._thread = threading.Thread(target=self._run, name="worker-presence", daemon=True)
         self._thread.start()
         threading.Thread(target=self._stay_alive, name="worker-alive", daemon=True).start()
-        if "default" in self.queues:
-            threading.Thread(target=self._reap, name="session-reaper", daemon=True).start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         self._stop.set()
@@ -72,7 +67,7 @@ class WorkerPresence(Middleware):
             logger.warning("could not withdraw the alive key", exc_info=True)
 
     def _stay_alive(self) -> None:
-        """Its own thread, so neither a long epoch nor a slow reaper delays it."""
+        """Its own thread, so neither a long epoch nor a slow periodic job delays it."""
         while not self._exited.is_set():
             try:
                 announce_alive(self.worker_id)
@@ -80,37 +75,10 @@ class WorkerPresence(Middleware):
                 logger.warning("could not announce this worker alive; retrying", exc_info=True)
             self._exited.wait(settings.WORKER_ALIVE_INTERVAL_SECONDS)
 
-    def _reap(self) -> None:
-        from django.db import close_old_connections, connection
-
-        from training.sessions import reap_stale_sessions
-
-        try:
-            while not self._stop.wait(settings.TRAINING_REAPER_INTERVAL_SECONDS):
-                try:
-                    reap_stale_sessions()
-                except Exception:
-                    logger.exception("reaping lost sessions failed; retrying")
-                finally:
-                    close_old_connections()
-        finally:
-            connection.close()
-
     def _run(self) -> None:
-        from billing.invariants import maybe_schedule_ledger_check
-        from billing.stripe_services import maybe_schedule_reconcile
-
-        light = "default" in self.queues
         while not self._stop.is_set():
             try:
                 announce(self.queues, self.worker_id)
-                if light:
-                    maybe_schedule_reconcile()
-                    maybe_schedule_ledger_check()
             except Exception:
                 logger.exception("worker presence loop failed; retrying")
-            finally:
-                from django.db import close_old_connections
-
-                close_old_connections()
             self._stop.wait(settings.WORKER_PRESENCE_INTERVAL_SECONDS)
