@@ -107,9 +107,9 @@ def _bare_run(data_yaml: Path, arguments: dict[str, object], save_dir: Path) -> 
 
 def _platform_run(user: User, model: YoloModel) -> list[float]:
     from tests.training_fixtures import cpu_instance
-    from training.engine.presence import new_worker_id
     from training.engine.runner import run_session
     from training.models import EpochRecord, TrainingSession
+    from training.presence import new_worker_id
 
     session = TrainingSession.objects.create(
         model=model,
@@ -135,8 +135,8 @@ def _claim_latency(args: argparse.Namespace, scratch: Path) -> float:
     from hubsite.models import User
     from tests.training_fixtures import cpu_instance, make_model, make_ready_dataset
     from training import sessions
-    from training.engine.presence import live_queues
     from training.models import TrainingSession
+    from training.presence import live_queues
 
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "1", "--queues", "train.cpu"],

@@ -113,7 +113,7 @@ def _measure(session: TrainingSession, rounds: int, scratch: Path, light_env: di
 
 
 def _worker(queue: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    from training.engine.presence import live_queues
+    from training.presence import live_queues
 
     with log.open("wb") as output:
         process = subprocess.Popen(

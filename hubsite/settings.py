@@ -178,6 +178,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.ShutdownNotifications",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
         "training.engine.presence.WorkerPresence",
+        "hubsite.jobs.PeriodicJobs",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]

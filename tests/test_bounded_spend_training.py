@@ -17,8 +17,8 @@ from tests.billing_fixtures import assert_ledger_consistent
 from tests.conftest import WorkerFactory, wait_for
 from tests.training_fixtures import cpu_instance, fast_workers, fund, make_model, make_ready_dataset
 from training import sessions
-from training.engine.presence import live_queues
 from training.models import EpochRecord, TrainingSession
+from training.presence import live_queues
 
 __all__ = ["fast_workers"]
 

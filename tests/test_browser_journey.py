@@ -26,7 +26,7 @@ from tests.stripe_fixtures import (
 )
 from tests.training_fixtures import FAST_WORKER_ENV, ensure_instance_types
 from training.datasets.synthetic import write_synthetic_dataset
-from training.engine.presence import live_queues
+from training.presence import live_queues
 
 __all__ = ["page", "stripe_emulator_base_fixture", "stripe_emulator_fixture", "stripe_live_fixture"]  # fixtures
 

@@ -14,9 +14,9 @@ from django.utils import timezone
 from hubsite.models import User
 from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
 from training import sessions
-from training.engine.presence import announce, live_queues
 from training.models import TrainingSession, YoloModel
 from training.notifications import notify_session_ended
+from training.presence import announce, live_queues
 
 Status = TrainingSession.Status
 

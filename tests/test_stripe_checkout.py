@@ -25,8 +25,8 @@ from tests.stripe_fixtures import (  # noqa: F401 - fixtures
     stripe_emulator_fixture,
     stripe_live_fixture,
 )
-from training.engine.presence import announce
 from training.models import TrainingSession
+from training.presence import announce
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

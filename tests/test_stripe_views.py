@@ -15,7 +15,7 @@ from tests.stripe_fixtures import (  # noqa: F401 - fixtures
     stripe_emulator_base_fixture,
     stripe_emulator_fixture,
 )
-from training.engine.presence import announce
+from training.presence import announce
 
 TOP_UP = "/billing/stripe/top-up/"
 

@@ -15,8 +15,8 @@ from hubsite.models import User
 from tests.conftest import WorkerFactory, wait_for
 from tests.training_fixtures import cpu_instance, fast_workers, fund, instance_type, make_model, make_ready_dataset
 from training import sessions
-from training.engine.presence import live_queues
 from training.models import EpochRecord, TrainingSession, YoloModel
+from training.presence import live_queues
 
 __all__ = ["fast_workers"]  # a fixture, imported for pytest
 

@@ -23,8 +23,8 @@ from hubsite.models import User
 from tests.conftest import WorkerFactory, wait_for
 from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
 from training import sessions
-from training.engine.presence import announce_alive, live_queues, new_worker_id, process_of
 from training.models import EpochRecord, TrainingSession, YoloModel
+from training.presence import announce_alive, live_queues, new_worker_id, process_of
 
 Status = TrainingSession.Status
 BASE_DIR = Path(django_settings.BASE_DIR)

@@ -15,8 +15,8 @@ from django.core.files.storage import default_storage
 from billing import services as billing
 from hubsite.models import User
 from training.datasets.synthetic import write_synthetic_dataset
-from training.engine.presence import announce
 from training.models import Dataset, InstanceType, YoloModel
+from training.presence import announce
 
 # Workers in these tests beat every second, and a silent one is reaped after 5 s.
 FAST_WORKER_ENV = {

@@ -5,8 +5,17 @@ class TrainingConfig(AppConfig):
     name = "training"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from billing.signals import balance_credited
+        from hubsite.jobs import register_periodic
         from training import payments  # noqa: F401 - connects the Pay Now receivers
-        from training.sessions import resume_paused_after_top_up
+        from training.sessions import reap_stale_sessions, resume_paused_after_top_up
 
         balance_credited.connect(resume_paused_after_top_up, dispatch_uid="training-resume-after-top-up")
+        register_periodic(
+            "training.reap_stale_sessions",
+            reap_stale_sessions,
+            every=lambda: settings.TRAINING_REAPER_INTERVAL_SECONDS,
+            at_boot=False,
+        )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from hubsite.jobs import enqueue_on_commit
+from hubsite.jobs import LIGHT_QUEUE, send_by_name_on_commit
 from training.models import Export, YoloModel
 
 EXPORT_MODEL_ACTOR = "export_model"
@@ -38,7 +38,7 @@ def request_export(model: YoloModel, export_format: str) -> Export:
             export.error = ""
             export.finished_at = None
             export.save(update_fields=["status", "weights_epoch", "error", "finished_at"])
-        enqueue_on_commit(EXPORT_MODEL_ACTOR, export.pk)
+        send_by_name_on_commit(EXPORT_MODEL_ACTOR, LIGHT_QUEUE, export.pk)
     return export
 
 

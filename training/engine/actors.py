@@ -6,7 +6,8 @@ from __future__ import annotations
 import dramatiq
 
 from hubsite.jobs import light_actor
-from training.engine.presence import new_worker_id
+from training.presence import new_worker_id
+from training.sessions import TRAIN_SESSION_ACTOR
 
 # Sessions run for hours: no Dramatiq retries (the reaper requeues a lost session,
 # failing it only after a bounded number of lost claims in a row without a completed
@@ -14,11 +15,14 @@ from training.engine.presence import new_worker_id
 TRAINING_TIME_LIMIT_MS = 14 * 24 * 3600 * 1000
 
 
-@dramatiq.actor(queue_name="train.cpu", max_retries=0, time_limit=TRAINING_TIME_LIMIT_MS)
+@dramatiq.actor(
+    actor_name=TRAIN_SESSION_ACTOR, queue_name="train.cpu", max_retries=0, time_limit=TRAINING_TIME_LIMIT_MS
+)
 def train_session(session_id: int) -> None:
-    """Train one session. Sent through ``training.sessions.enqueue_training``, which
-    routes it to the session's instance-type queue. The worker id names this process,
-    whose presence tells the reaper it is alive."""
+    """Train one session. Sent by name through ``training.sessions.enqueue_training``,
+    which routes it to the session's instance-type queue; this worker applies the
+    options above to it. The worker id names this process, whose presence tells the
+    reaper it is alive."""
     from training.engine.runner import run_session
 
     run_session(session_id, new_worker_id())

@@ -12,9 +12,9 @@ from django.conf import settings
 from billing import services as billing
 from billing.services import epoch_cost_micros, timed_price_micros
 from hubsite.models import User
-from training.engine.presence import live_queues
 from training.forms import StartForm
 from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
+from training.presence import live_queues
 from training.views.charts import model_charts
 from training.views.progress import session_progress
 

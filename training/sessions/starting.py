@@ -1,0 +1,132 @@
+"""Start and Resume (web side): refuse what cannot run, create the queued session with
+its money taken care of, and enqueue it for a worker of its instance type."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from billing import services as billing
+from hubsite.jobs import send_by_name
+from hubsite.models import User
+from training.models import Dataset, InstanceType, TrainingSession, YoloModel
+from training.presence import live_queues
+from training.sessions.transitions import ACTIVE, Status
+
+logger = logging.getLogger(__name__)
+
+RESUMABLE = (Status.STOPPED, Status.PAUSED, Status.FAILED)
+
+# The training actor, declared in ``training.engine.actors`` under this name and
+# sent by name so that starting a session never imports the engine.
+TRAIN_SESSION_ACTOR = "train_session"
+
+
+class StartRefused(Exception):
+    """Start or Resume cannot happen; the message says why, in the user's words."""
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    instance_type: InstanceType
+    mode: str = TrainingSession.Mode.EPOCHS
+    target_epochs: int | None = None  # None: the model's own target
+    time_budget_seconds: int | None = None  # Timed mode only
+    resume_after_top_up: bool = False
+
+
+def start_session(user: User, model: YoloModel, request: StartRequest) -> TrainingSession:
+    """Create a queued session and enqueue it for a worker of its instance type."""
+    return _create_session(user, model, request, resumed_from=None)
+
+
+def resume_session(user: User, previous: TrainingSession, request: StartRequest) -> TrainingSession:
+    """Continue ``previous`` (stopped, paused, or failed with a checkpoint) at the next epoch."""
+    if previous.status not in RESUMABLE:
+        raise StartRefused("Only a stopped, paused or failed session can be resumed.")
+    if not previous.model.last_checkpoint:
+        raise StartRefused("There is no checkpoint to resume from yet: start a new training instead.")
+    return _create_session(user, previous.model, request, resumed_from=previous)
+
+
+def _create_session(
+    user: User, model: YoloModel, request: StartRequest, *, resumed_from: TrainingSession | None
+) -> TrainingSession:
+    instance_type = request.instance_type
+    check_startable(model, instance_type)
+    target = request.target_epochs or model.target_epochs
+    if request.mode == TrainingSession.Mode.EPOCHS and target <= model.epochs_completed:
+        raise StartRefused(
+            f"The model has already completed {model.epochs_completed} epochs; set a target above that to continue."
+        )
+    try:
+        with transaction.atomic():
+            account = billing.lock_account(user.pk)  # serializes Starts of one account
+            active = TrainingSession.objects.filter(owner=user, status__in=ACTIVE).count()
+            if active >= account.concurrent_session_limit:
+                raise StartRefused(
+                    "Another training session is active on your account. Stop it or wait for it to finish."
+                )
+            session = TrainingSession.objects.create(
+                model=model,
+                owner=user,
+                instance_type=instance_type,
+                price_per_hour_micros=instance_type.price_per_hour_micros,
+                mode=request.mode,
+                target_epochs=target,
+                time_budget_seconds=request.time_budget_seconds,
+                start_epoch=model.epochs_completed,
+                resume_after_top_up=request.resume_after_top_up,
+                resumed_from=resumed_from,
+                status_detail="Waiting for a worker",
+            )
+            if request.mode == TrainingSession.Mode.TIMED:
+                billing.prepay_timed(session)
+            else:
+                billing.require_start_balance(account)
+            transaction.on_commit(lambda: enqueue_training(session.pk, instance_type.queue_name))
+    except billing.InsufficientBalance as error:
+        raise StartRefused(str(error)) from error
+    except IntegrityError as error:  # one_active_session_per_model
+        raise StartRefused("This model is already training.") from error
+    return session
+
+
+def check_startable(model: YoloModel, instance_type: InstanceType) -> None:
+    if model.dataset.status != Dataset.Status.READY:
+        raise StartRefused("The model's dataset is not ready: it must pass validation first.")
+    if not instance_type.active:
+        raise StartRefused(f"{instance_type.name} is not offered at the moment.")
+    if instance_type.queue_name not in live_queues():
+        raise StartRefused(
+            f"No {instance_type.name} worker is online right now, so the session would never start. "
+            "Choose another instance type or try again later."
+        )
+
+
+def enqueue_training(session_id: int, queue_name: str) -> None:
+    send_by_name(TRAIN_SESSION_ACTOR, queue_name, session_id)
+
+
+def resume_paused_after_top_up(user_id: int, **signal_kwargs: object) -> TrainingSession | None:
+    """After a credit: resume the owner's newest paused session that asked for it.
+
+    Connected to ``billing.signals.balance_credited``; does nothing when the balance
+    still falls short or Start is refused for another reason (the page says why)."""
+    paused = (
+        TrainingSession.objects.filter(owner_id=user_id, status=Status.PAUSED, resume_after_top_up=True)
+        .select_related("model__dataset", "instance_type", "owner")
+        .first()
+    )
+    if paused is None or paused.model.sessions.exclude(pk=paused.pk).filter(created_at__gt=paused.created_at).exists():
+        return None
+    request = StartRequest(
+        instance_type=paused.instance_type, target_epochs=paused.target_epochs, resume_after_top_up=True
+    )
+    try:
+        return resume_session(paused.owner, paused, request)
+    except StartRefused as refusal:
+        logger.info("paused session %s not resumed after a top-up: %s", paused.pk, refusal)
+        return None
