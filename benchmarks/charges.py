@@ -1,6 +1,6 @@
 """Epoch charges per second: 8 concurrent workers charging epochs across 50 accounts.
 
-    .venv/bin/python -m benchmarks.charges [--workers 8] [--accounts 50] [--epochs 100]
+    .venv/bin/python -m benchmarks.charges [--workers 8] [--accounts 50] [--epochs 100] [--code PATH]
 
 Each worker is a process with its own PostgreSQL connection. For every epoch it
 does what the training engine does: ``hold_epoch`` before the epoch, then
@@ -27,7 +27,7 @@ import resource
 import time
 from typing import Any
 
-from benchmarks.benchdb import setup_django, throwaway_database
+from benchmarks.benchdb import add_code_argument, imported_from, setup_django, throwaway_database, use_code
 
 OPENING_CREDIT = 1_000_000_000  # US$1,000 per account: every epoch is affordable
 REDELIVERED_SHARE = 0.05
@@ -114,10 +114,13 @@ def main() -> None:
     parser.add_argument(
         "--without-holds", action="store_true", help="capture_epoch only (the charge itself), no hold_epoch before it"
     )
+    add_code_argument(parser)
     args = parser.parse_args()
+    code = use_code(args.code)
 
     with throwaway_database() as database_url:
         setup_django(database_url)  # DEBUG off, as in production: no per-query logging
+        print(imported_from(code), flush=True)
         from django.core.management import call_command
         from django.db import connections
 

@@ -1,6 +1,7 @@
 """The live Train panel under load: 50 browsers polling a 300-epoch session.
 
     .venv/bin/python -m benchmarks.progress_poll [--pollers 50] [--seconds 20] [--interval 2] [--workers 3]
+                                                 [--code PATH]
 
 Builds a model that has completed 300 of 400 epochs in a session that is still
 training (300 epoch records with the engine's metrics, 300 held and captured
@@ -46,7 +47,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from benchmarks.benchdb import BASE_DIR, setup_django, throwaway_database, worker_environ
+from benchmarks.benchdb import (
+    add_code_argument,
+    imported_from,
+    setup_django,
+    throwaway_database,
+    training_fixtures,
+    use_code,
+    worker_environ,
+)
 
 EPOCHS_DONE = 300
 TARGET_EPOCHS = 400
@@ -67,13 +76,16 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between a response and the next poll")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
+    add_code_argument(parser)
     args = parser.parse_args()
+    args.code = use_code(args.code)
 
     scratch = Path(tempfile.mkdtemp(prefix="hubsite-bench-"))
     try:
         with throwaway_database() as database_url:
             os.environ.update(worker_environ(scratch))
             setup_django(database_url)
+            print(imported_from(args.code), flush=True)
             results, queries = _measure(args, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -128,13 +140,13 @@ def _build_session(scratch: Path) -> tuple[str, str]:
 
     from billing import services as billing
     from hubsite.models import User
-    from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
     from training.models import EpochRecord, TrainingSession
 
+    fixtures = training_fixtures()
     user = User.objects.create_user(f"bench-{secrets.token_hex(3)}@example.com", "x")
-    fund(user, dollars=100)
-    dataset = make_ready_dataset(user, scratch, train_images=8, val_images=4)
-    model = make_model(user, dataset, epochs=TARGET_EPOCHS)
+    fixtures.fund(user, dollars=100)
+    dataset = fixtures.make_ready_dataset(user, scratch, train_images=8, val_images=4)
+    model = fixtures.make_model(user, dataset, epochs=TARGET_EPOCHS)
     rng = random.Random(0)
     durations = [rng.randint(1000, 1400) for _ in range(EPOCHS_DONE)]  # tiny model on the CPU instance
     now = timezone.now()
@@ -142,7 +154,7 @@ def _build_session(scratch: Path) -> tuple[str, str]:
     session = TrainingSession.objects.create(
         model=model,
         owner=user,
-        instance_type=cpu_instance(),
+        instance_type=fixtures.cpu_instance(),
         target_epochs=TARGET_EPOCHS,
         status=TrainingSession.Status.TRAINING,
         attempts=1,
@@ -235,7 +247,7 @@ def _start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.
     ]  # fmt: skip
     with log.open("wb") as output:
         return subprocess.Popen(
-            command, cwd=BASE_DIR, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ
+            command, cwd=args.code, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ
         )
 
 
