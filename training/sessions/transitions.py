@@ -1,6 +1,6 @@
 """Every change of a training session's status, each one conditional UPDATE.
 
-States (DESIGN.md): queued -> initializing -> training -> completed, with stopping
+States: queued -> initializing -> training -> completed, with stopping
 -> stopped, paused and failed on the side. ``ALLOWED_SOURCES`` lists, for each
 status, the statuses a session may reach it from; ``transition`` refuses any other
 move before it touches the database. The final statuses lead nowhere: Resume
