@@ -14,9 +14,9 @@ from django.urls import reverse
 from billing.invariants import check_ledger
 from billing.models import Account, LedgerLine, LedgerViolation
 from hubsite.models import User
+from tests.billing.test_ledger_concurrency import run_at_once
 from tests.billing_fixtures import assert_ledger_consistent, fund
 from tests.conftest import PASSWORD
-from tests.test_ledger_concurrency import run_at_once
 
 
 @pytest.fixture

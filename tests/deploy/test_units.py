@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SETTINGS = DEPLOY.parent / "hubsite" / "settings.py"
 SERVICES = ["hubsite-web.service", "hubsite-worker-light.service", "hubsite-train@.service"]
 VENV = "/opt/hubsite/.venv/bin"

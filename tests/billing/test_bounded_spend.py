@@ -14,6 +14,7 @@ from django.test import override_settings
 from billing import services
 from billing.models import Account, Hold, LedgerLine
 from hubsite.models import User
+from tests.billing.test_ledger_concurrency import run_at_once
 from tests.billing_fixtures import (
     WORKER,
     assert_ledger_consistent,
@@ -22,7 +23,6 @@ from tests.billing_fixtures import (
     make_instance_type,
     make_session,
 )
-from tests.test_ledger_concurrency import run_at_once
 from training import sessions
 from training.engine.runner import RunningEpoch, hold_to_grow_to
 from training.models import TrainingSession
