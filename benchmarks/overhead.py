@@ -74,11 +74,11 @@ def main() -> None:
 
 def _compare(args: argparse.Namespace, scratch: Path) -> tuple[list[float], list[float]]:
     from hubsite.models import User
-    from tests.training_fixtures import TINY_TRAINING, fund, make_model, make_ready_dataset
+    from tests.factories import TINY_TRAINING, fund, make_model, make_ready_dataset
     from training.datasets import prepare_local_copy
 
     user = User.objects.create_user(f"bench-{secrets.token_hex(3)}@example.com", "x")
-    fund(user, dollars=1000)
+    fund(user, 1_000_000_000, as_adjustment=True)
     dataset = make_ready_dataset(user, scratch, train_images=args.images, val_images=max(8, args.images // 4))
     data_yaml = prepare_local_copy(dataset, scratch / "bare-cache")
     arguments = {**TINY_TRAINING, "imgsz": args.imgsz, "epochs": args.epochs}
@@ -106,7 +106,7 @@ def _bare_run(data_yaml: Path, arguments: dict[str, object], save_dir: Path) -> 
 
 
 def _platform_run(user: User, model: YoloModel) -> list[float]:
-    from tests.training_fixtures import cpu_instance
+    from tests.factories import cpu_instance
     from training.engine.presence import new_worker_id
     from training.engine.runner import run_session
     from training.models import EpochRecord, TrainingSession
@@ -133,7 +133,7 @@ def _claim_latency(args: argparse.Namespace, scratch: Path) -> float:
     from django.utils import timezone
 
     from hubsite.models import User
-    from tests.training_fixtures import cpu_instance, make_model, make_ready_dataset
+    from tests.factories import cpu_instance, make_model, make_ready_dataset
     from training import sessions
     from training.engine.presence import live_queues
     from training.models import TrainingSession

@@ -128,11 +128,11 @@ def _build_session(scratch: Path) -> tuple[str, str]:
 
     from billing import services as billing
     from hubsite.models import User
-    from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
+    from tests.factories import cpu_instance, fund, make_model, make_ready_dataset
     from training.models import EpochRecord, TrainingSession
 
     user = User.objects.create_user(f"bench-{secrets.token_hex(3)}@example.com", "x")
-    fund(user, dollars=100)
+    fund(user, 100_000_000, as_adjustment=True)
     dataset = make_ready_dataset(user, scratch, train_images=8, val_images=4)
     model = make_model(user, dataset, epochs=TARGET_EPOCHS)
     rng = random.Random(0)

@@ -14,21 +14,8 @@ from django.urls import reverse
 from billing.invariants import check_ledger
 from billing.models import Account, LedgerLine, LedgerViolation
 from hubsite.models import User
-from tests.billing.test_ledger_concurrency import run_at_once
-from tests.billing_fixtures import assert_ledger_consistent, fund
-from tests.conftest import PASSWORD
-
-
-@pytest.fixture
-def staff(db: None) -> User:
-    return User.objects.create_superuser("staff@example.com", PASSWORD)
-
-
-@pytest.fixture
-def staff_client(staff: User) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
+from tests.billing.helpers import assert_ledger_consistent, run_at_once
+from tests.factories import PASSWORD, fund
 
 
 @pytest.fixture

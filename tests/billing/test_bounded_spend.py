@@ -14,20 +14,11 @@ from django.test import override_settings
 from billing import services
 from billing.models import Account, Hold, LedgerLine
 from hubsite.models import User
-from tests.billing.test_ledger_concurrency import run_at_once
-from tests.billing_fixtures import (
-    WORKER,
-    assert_ledger_consistent,
-    fund,
-    funded_user,
-    make_instance_type,
-    make_session,
-)
+from tests.billing.helpers import assert_ledger_consistent, run_at_once
+from tests.factories import WORKER, fund, make_instance_type, make_session
 from training import sessions
 from training.engine.runner import RunningEpoch, hold_to_grow_to
 from training.models import TrainingSession
-
-__all__ = ["funded_user"]
 
 Status = TrainingSession.Status
 Kind = LedgerLine.Kind

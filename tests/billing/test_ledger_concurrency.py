@@ -3,42 +3,18 @@ connection, committing for real (transactional_db)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from functools import partial
 
 import pytest
-from django.db import connection
 
 from billing import services
 from billing.models import Account, Hold, LedgerLine
 from hubsite.models import User
-from tests.billing_fixtures import WORKER, assert_ledger_consistent, fund, make_session
+from tests.billing.helpers import assert_ledger_consistent, run_at_once
+from tests.factories import WORKER, fund, make_session
 
 Kind = LedgerLine.Kind
-
-
-def run_at_once(jobs: list[Callable[[], object]]) -> list[BaseException]:
-    """Start every job in its own thread, release them together, return the errors."""
-    barrier = threading.Barrier(len(jobs))
-    errors: list[BaseException] = []
-
-    def run(job: Callable[[], object]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            job()
-        except BaseException as error:  # reported by the test
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    return errors
 
 
 @pytest.mark.django_db(transaction=True)

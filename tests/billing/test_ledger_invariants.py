@@ -18,11 +18,9 @@ from billing import services
 from billing.invariants import Violation, check_ledger, find_violations, maybe_schedule_ledger_check
 from billing.models import Account, Hold, LedgerLine, LedgerViolation
 from hubsite.models import User
-from tests.billing_fixtures import WORKER, fund, funded_user, make_session
-from tests.conftest import PASSWORD, WorkerFactory, wait_for
+from tests.factories import PASSWORD, WORKER, fund, make_session
+from tests.helpers import WorkerFactory, wait_for
 from training.models import TrainingSession
-
-__all__ = ["funded_user"]
 
 Rule = LedgerViolation.Rule
 Status = TrainingSession.Status

@@ -11,19 +11,9 @@ from billing import services
 from billing.models import Account, Hold, LedgerLine
 from billing.services import InsufficientBalance
 from hubsite.models import User
-from tests.billing_fixtures import (
-    PRICE_PER_HOUR,
-    WORKER,
-    assert_ledger_consistent,
-    fund,
-    funded_user,
-    make_instance_type,
-    make_session,
-    record_epoch,
-)
+from tests.billing.helpers import assert_ledger_consistent
+from tests.factories import PRICE_PER_HOUR, WORKER, fund, make_instance_type, make_session, record_epoch
 from training.models import TrainingSession
-
-__all__ = ["funded_user"]
 
 Kind = LedgerLine.Kind
 

@@ -18,7 +18,7 @@ from django.urls import reverse
 from billing import services
 from billing.models import Account, LedgerLine
 from hubsite.models import User
-from tests.billing_fixtures import WORKER, fund, make_model, make_session, record_epoch
+from tests.factories import WORKER, fund, make_model, make_session, record_epoch
 from training.models import TrainingSession
 
 HTMX = {"HX-Request": "true"}

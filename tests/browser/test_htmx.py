@@ -19,14 +19,12 @@ from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from hubsite.models import User
-from tests.browser_fixtures import ARTIFACTS, PHONE, browser_marks, log_in, page, shot, shot_on_phone
-from tests.training_fixtures import cpu_instance, cpu_online, fund, model
+from tests.browser.chromium import ARTIFACTS, PHONE, browser_marks, log_in, shot, shot_on_phone
+from tests.factories import cpu_instance, fund
 from training.models import EpochRecord, TrainingSession, YoloModel
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Request, Route
-
-__all__ = ["cpu_online", "model", "page"]  # fixtures
 
 pytestmark = browser_marks
 
@@ -81,7 +79,7 @@ def test_resume_right_after_editing_the_target_shows_the_new_session(
 ) -> None:
     from playwright.sync_api import expect
 
-    fund(user)
+    fund(user, as_adjustment=True)
     stopped_after(model, 2)
     log_in(page, live_server, user)
     sent: list[Request] = []
@@ -191,7 +189,7 @@ def test_a_resume_below_the_completed_epochs_says_so_in_place(
 ) -> None:
     from playwright.sync_api import expect
 
-    fund(user)
+    fund(user, as_adjustment=True)
     stopped_after(model, 5)
     log_in(page, live_server, user)
     page.goto(live_server.url + reverse("training:train_page", args=[model.uid]))

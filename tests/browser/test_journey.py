@@ -16,19 +16,12 @@ import pytest
 from pytest_django.live_server_helper import LiveServer
 
 from billing.money import format_usd
-from tests.browser_fixtures import browser_marks, page, shot
-from tests.conftest import WorkerFactory, wait_for
-from tests.stripe_fixtures import (
-    Emulator,
-    stripe_emulator_base_fixture,
-    stripe_emulator_fixture,
-    stripe_live_fixture,
-)
-from tests.training_fixtures import FAST_WORKER_ENV, ensure_instance_types
+from tests.billing.stripe.emulator import Emulator
+from tests.browser.chromium import browser_marks, shot
+from tests.factories import ensure_instance_types
+from tests.helpers import FAST_WORKER_ENV, WorkerFactory, wait_for
 from training.engine.presence import live_queues
 from training.synthetic import write_synthetic_dataset
-
-__all__ = ["page", "stripe_emulator_base_fixture", "stripe_emulator_fixture", "stripe_live_fixture"]  # fixtures
 
 pytestmark = [*browser_marks, pytest.mark.training]
 

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from hubsite.models import User
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 PUBLIC_URL_NAMES = {
     "landing",

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from hubsite.jobs import LIGHT_MAX_RETRIES, LIGHT_QUEUE, LIGHT_TIME_LIMIT_MS, light_actor, send_on_commit
 from hubsite.tasks import ping, ping_key
-from tests.conftest import WorkerFactory, wait_for
+from tests.helpers import WorkerFactory, wait_for
 
 
 def queued_ping_tokens(redis_client: redis.Redis) -> list[str]:

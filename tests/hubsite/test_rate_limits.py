@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from hubsite.models import User
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 WINDOW = 600
 

@@ -12,16 +12,8 @@ from django.test import Client
 from django.urls import reverse
 
 from hubsite.models import User
-from tests.billing_fixtures import make_model, make_session, record_epoch
-from tests.conftest import PASSWORD
+from tests.factories import make_model, make_session, record_epoch
 from training.models import Dataset, TrainingSession, YoloModel
-
-
-@pytest.fixture
-def staff_client(db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("staff@example.com", PASSWORD))
-    return client
 
 
 def guarded(obj: Any, *names: str) -> dict[str, Any]:

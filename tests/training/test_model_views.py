@@ -10,8 +10,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from hubsite.models import User
-from tests.datasets_fixtures import ready_dataset
-from tests.training_fixtures import cpu_instance
+from tests.factories import cpu_instance, make_validated_dataset
 from training.datasets import storage_put
 from training.models import Dataset, EpochRecord, TrainingSession, YoloModel
 
@@ -22,7 +21,7 @@ HTMX = {"HX-Request": "true"}
 
 @pytest.fixture
 def dataset(user: User, tmp_path: Path) -> Dataset:
-    return ready_dataset(user, tmp_path)
+    return make_validated_dataset(user, tmp_path)
 
 
 @pytest.fixture
@@ -164,7 +163,7 @@ def test_it_refuses_a_dataset_that_is_not_ready(owner_client: Client, dataset: D
 def test_it_refuses_another_users_dataset(
     owner_client: Client, outsider: User, tmp_path: Path, dataset: Dataset
 ) -> None:
-    theirs = ready_dataset(outsider, tmp_path / "other", name="theirs")
+    theirs = make_validated_dataset(outsider, tmp_path / "other", name="theirs")
     response = owner_client.post("/models/new/", form_data(theirs))
     assert response.status_code == 400
     assert not YoloModel.objects.exists()

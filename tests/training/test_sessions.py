@@ -12,9 +12,9 @@ from django.core import mail
 from django.utils import timezone
 
 from hubsite.models import User
-from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
+from tests.factories import cpu_instance, fund, make_model, make_ready_dataset
 from training import sessions
-from training.engine.presence import announce, live_queues
+from training.engine.presence import live_queues
 from training.models import TrainingSession, YoloModel
 from training.notifications import notify_session_ended
 
@@ -23,13 +23,8 @@ Status = TrainingSession.Status
 
 @pytest.fixture
 def model(user: User, tmp_path: Path) -> YoloModel:
-    fund(user)
+    fund(user, as_adjustment=True)
     return make_model(user, make_ready_dataset(user, tmp_path), epochs=3)
-
-
-@pytest.fixture
-def cpu_online(redis_client: redis.Redis) -> None:
-    announce({"train.cpu"}, "test-worker")
 
 
 def queued(model: YoloModel, **fields: Any) -> TrainingSession:

@@ -15,10 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hubsite.models import User
-from tests.training_fixtures import cpu_instance, cpu_online, fund, make_model, make_ready_dataset, model
+from tests.factories import cpu_instance, fund, make_model, make_ready_dataset
 from training.models import EpochRecord, TrainingSession, YoloModel
-
-__all__ = ["cpu_online", "model"]  # fixtures
 
 Status = TrainingSession.Status
 
@@ -52,7 +50,7 @@ def with_epochs(model: YoloModel, count: int, status: str = Status.TRAINING, tar
 def test_the_train_tab_offers_step_3_with_prices_and_availability(
     owner_client: Client, user: User, model: YoloModel, cpu_online: None
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     page = owner_client.get(reverse("training:model_detail", args=[model.uid]) + "?tab=train").content.decode()
     assert "Start Training" in page
     for text in ("CPU (demo)", "US$0.20/h", "worker available", "no worker online"):
@@ -72,7 +70,7 @@ def test_start_is_disabled_with_the_reason_under_the_minimum_balance(
 def test_start_queues_a_session_and_shows_it_live(
     owner_client: Client, user: User, model: YoloModel, cpu_online: None
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     response = owner_client.post(url("train_start", model), start_data(), headers={"HX-Request": "true"})
     assert response.status_code == 200
     session = TrainingSession.objects.get()
@@ -92,7 +90,7 @@ def test_a_refused_start_shows_why_and_creates_nothing(owner_client: Client, mod
 def test_a_target_below_the_completed_epochs_is_rejected(
     owner_client: Client, user: User, model: YoloModel, cpu_online: None
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     with_epochs(model, 5, status=Status.STOPPED)
     response = owner_client.post(url("train_start", model), start_data(epochs=4))
     assert response.status_code == 400
@@ -206,7 +204,7 @@ def test_pay_now_sends_the_browser_to_stripe_checkout(owner_client: Client, mode
 def test_pay_now_is_refused_in_epochs_mode(
     owner_client: Client, user: User, model: YoloModel, cpu_online: None
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     response = owner_client.post(url("train_start", model), start_data(payment="pay_now"))
     assert response.status_code == 400
     assert "Pay now is for Timed training" in response.content.decode()

@@ -14,26 +14,17 @@ from django.core.management import call_command
 from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
-from billing.models import Account, LedgerLine
+from billing.models import LedgerLine
 from billing.stripe_models import CheckoutSession, StripeEvent
 from hubsite.models import User
-from tests.billing_fixtures import make_instance_type, make_model
-from tests.conftest import wait_for
-from tests.stripe_fixtures import (  # noqa: F401 - fixtures
-    DEAD_URL,
-    Emulator,
-    stripe_emulator_base_fixture,
-    stripe_emulator_fixture,
-    stripe_live_fixture,
-)
+from tests.billing.helpers import balance
+from tests.billing.stripe.emulator import DEAD_URL, Emulator
+from tests.factories import make_instance_type, make_model
+from tests.helpers import wait_for
 from training.engine.presence import announce
 from training.models import TrainingSession
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def balance(user: User) -> int:
-    return Account.objects.get(user=user).balance_micros
 
 
 def top_up(client: Client, cents: int = 2_000) -> CheckoutSession:

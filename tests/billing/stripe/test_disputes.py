@@ -24,15 +24,10 @@ from billing import services
 from billing.models import Account, LedgerLine
 from billing.stripe_models import CheckoutSession, StripeEvent
 from hubsite.models import User
-from tests.billing_fixtures import assert_ledger_consistent, make_instance_type, make_model, record_epoch
-from tests.conftest import wait_for
-from tests.stripe_fixtures import (  # noqa: F401 - fixtures
-    DEAD_URL,
-    Emulator,
-    stripe_emulator_base_fixture,
-    stripe_emulator_fixture,
-    stripe_live_fixture,
-)
+from tests.billing.helpers import assert_ledger_consistent, balance
+from tests.billing.stripe.emulator import DEAD_URL, Emulator
+from tests.factories import WORKER, make_instance_type, make_model, record_epoch
+from tests.helpers import wait_for
 from training import sessions
 from training.engine.presence import announce
 from training.models import TrainingSession
@@ -40,7 +35,6 @@ from training.models import TrainingSession
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = TrainingSession.Status
-WORKER = "test-worker"
 OTHER_MONEY = 5_000_000  # the customer's own balance, which a Pay Now refund must not touch
 PAID = 1_800_000
 USED = 600_000  # 600 s of training
@@ -51,10 +45,6 @@ UNUSED = PAID - USED
 def customer(user: User, redis_client: redis.Redis) -> User:
     services.adjust(services.account_for(user).pk, OTHER_MONEY, staff_user=None, reason="earlier credit")
     return user
-
-
-def balance(user: User) -> int:
-    return Account.objects.get(user=user).balance_micros
 
 
 def lines(user: User, *kinds: str) -> list[tuple[str, int]]:

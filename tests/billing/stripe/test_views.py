@@ -10,12 +10,8 @@ from pytest_django.fixtures import Settings
 from billing.models import Account, LedgerLine
 from billing.stripe_models import CheckoutSession
 from hubsite.models import User
-from tests.billing_fixtures import make_instance_type, make_model
-from tests.stripe_fixtures import (  # noqa: F401 - fixtures
-    Emulator,
-    stripe_emulator_base_fixture,
-    stripe_emulator_fixture,
-)
+from tests.billing.stripe.emulator import Emulator
+from tests.factories import make_instance_type, make_model
 from training.engine.presence import announce
 
 TOP_UP = "/billing/stripe/top-up/"

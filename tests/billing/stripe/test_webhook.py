@@ -14,7 +14,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from billing.models import Account, LedgerLine
 from billing.stripe_models import CheckoutSession, StripeEvent
 from hubsite.models import User
-from tests.stripe_fixtures import WEBHOOK_SECRET, event_payload, signature_header
+from tests.billing.helpers import balance
+from tests.billing.stripe.emulator import WEBHOOK_SECRET, event_payload, signature_header
 
 URL = "/billing/stripe/webhook/"
 
@@ -49,10 +50,6 @@ def session_object(record: CheckoutSession, **changes: Any) -> dict[str, Any]:
 def post(client: Client, payload: bytes, header: str | None = None) -> Any:
     headers = {} if header is None else {"Stripe-Signature": header}
     return client.post(URL, payload, content_type="application/json", headers=headers)
-
-
-def balance(user: User) -> int:
-    return Account.objects.get(user=user).balance_micros
 
 
 def test_it_credits_a_paid_checkout_once(client: Client, user: User) -> None:

@@ -15,7 +15,7 @@ import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from hubsite.models import User
-from tests.datasets_fixtures import good_files, zip_bytes
+from tests.training.datasets.helpers import good_files, zip_bytes
 from training.datasets import (
     CACHE_MARKER,
     CACHE_SIZE_FILE,

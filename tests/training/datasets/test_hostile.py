@@ -25,8 +25,8 @@ import pytest
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from tests.conftest import BASE_DIR
-from tests.datasets_fixtures import good_files, problem_text, upload_and_validate, zip_bytes
+from tests.helpers import BASE_DIR
+from tests.training.datasets.helpers import good_files, problem_text, upload_and_validate, zip_bytes
 from training.datasets import count_directory_entries, read_central_directory
 from training.models import Dataset
 

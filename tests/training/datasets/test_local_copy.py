@@ -9,7 +9,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from hubsite.models import User
-from tests.datasets_fixtures import good_files, zip_bytes
+from tests.training.datasets.helpers import good_files, zip_bytes
 from training.datasets import DatasetError, archive_key, extract_archive, prepare_local_copy, storage_put
 from training.models import Dataset
 

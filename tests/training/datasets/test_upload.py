@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from tests.datasets_fixtures import (
+from tests.training.datasets.helpers import (
     Files,
     all_storage_keys,
     good_files,

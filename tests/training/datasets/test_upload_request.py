@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from tests.datasets_fixtures import all_storage_keys
+from tests.training.datasets.helpers import all_storage_keys
 from training.forms import UPLOAD_REQUEST_OVERHEAD_BYTES
 from training.models import Dataset
 

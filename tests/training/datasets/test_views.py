@@ -8,7 +8,8 @@ from django.core.files.storage import default_storage
 from django.test import Client
 
 from hubsite.models import User
-from tests.datasets_fixtures import good_files, ready_dataset, zip_bytes
+from tests.factories import make_validated_dataset
+from tests.training.datasets.helpers import good_files, zip_bytes
 from training.datasets import archive_key, create_dataset, storage_keys
 from training.models import Dataset, YoloModel
 
@@ -19,7 +20,7 @@ HTMX = {"HX-Request": "true"}
 
 @pytest.fixture
 def dataset(user: User, tmp_path: Path) -> Dataset:
-    return ready_dataset(user, tmp_path)
+    return make_validated_dataset(user, tmp_path)
 
 
 def processing_dataset(user: User, tmp_path: Path) -> Dataset:
@@ -41,7 +42,7 @@ def urls_for(dataset: Dataset) -> dict[str, tuple[str, str]]:
 def test_the_list_shows_only_the_owners_datasets(
     owner_client: Client, outsider: User, dataset: Dataset, tmp_path: Path
 ) -> None:
-    ready_dataset(outsider, tmp_path, name="theirs")
+    make_validated_dataset(outsider, tmp_path, name="theirs")
     body = owner_client.get("/datasets/").content.decode()
     assert dataset.name in body
     assert "theirs" not in body

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.conftest import WorkerFactory, wait_for
-from tests.datasets_fixtures import all_storage_keys, good_files, keys_outside, upload, zip_bytes
+from tests.helpers import WorkerFactory, wait_for
+from tests.training.datasets.helpers import all_storage_keys, good_files, keys_outside, upload, zip_bytes
 from training.datasets import storage_keys
 from training.models import Dataset
 

@@ -13,14 +13,12 @@ import pytest
 
 from billing.models import Account, Hold, LedgerLine
 from hubsite.models import User
-from tests.billing_fixtures import assert_ledger_consistent
-from tests.conftest import WorkerFactory, wait_for
-from tests.training_fixtures import cpu_instance, fast_workers, fund, make_model, make_ready_dataset
+from tests.billing.helpers import assert_ledger_consistent
+from tests.factories import cpu_instance, fund, make_model, make_ready_dataset
+from tests.helpers import WorkerFactory, wait_for
 from training import sessions
 from training.engine.presence import live_queues
 from training.models import EpochRecord, TrainingSession
-
-__all__ = ["fast_workers"]
 
 pytestmark = [pytest.mark.training, pytest.mark.django_db(transaction=True)]
 
@@ -52,7 +50,7 @@ def billing_worker(start_worker: WorkerFactory, fast_workers: dict[str, str], se
 
 def test_each_epoch_is_held_in_full_before_it_is_charged(user: User, tmp_path: Path, billing_worker: None) -> None:
     price_cpu(36_000_000)  # US$0.01 a second
-    fund(user, dollars=20)
+    fund(user, 20_000_000, as_adjustment=True)
     model = make_model(user, make_ready_dataset(user, tmp_path), epochs=2)
     session = sessions.start_session(user, model, sessions.StartRequest(instance_type=cpu_instance()))
 
@@ -75,7 +73,7 @@ def test_an_epoch_the_balance_cannot_cover_pauses_the_session_unbilled(
     user: User, tmp_path: Path, billing_worker: None
 ) -> None:
     price_cpu(36_000_000_000)  # US$10 a second: US$5 buys half a second of an epoch
-    fund(user, dollars=5)
+    fund(user, 5_000_000, as_adjustment=True)
     model = make_model(user, make_ready_dataset(user, tmp_path), epochs=2)
     session = sessions.start_session(user, model, sessions.StartRequest(instance_type=cpu_instance()))
 
@@ -93,7 +91,7 @@ def test_an_epoch_the_balance_cannot_cover_pauses_the_session_unbilled(
 def test_a_requeued_timed_session_trains_only_the_time_left_and_refunds_the_rest(
     user: User, tmp_path: Path, start_worker: WorkerFactory, fast_workers: dict[str, str]
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     model = make_model(user, make_ready_dataset(user, tmp_path), epochs=3)  # short epochs: 2 batches
     doomed = start_worker("train.cpu", extra_env=fast_workers)
     wait_for(lambda: "train.cpu" in live_queues(), timeout=20)

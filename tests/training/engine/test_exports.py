@@ -18,8 +18,8 @@ from django.test import Client
 from django.urls import reverse
 
 from hubsite.models import User
-from tests.datasets_fixtures import all_storage_keys
-from tests.training_fixtures import TINY_TRAINING
+from tests.factories import TINY_TRAINING
+from tests.training.datasets.helpers import all_storage_keys
 from training.datasets import extract_archive, read_spec, storage_put, training_yaml_text
 from training.engine.exports import request_export, run_export
 from training.models import Dataset, Export, YoloModel

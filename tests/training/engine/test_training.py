@@ -12,13 +12,11 @@ from django.core.files.storage import default_storage
 from django.db import connection
 
 from hubsite.models import User
-from tests.conftest import WorkerFactory, wait_for
-from tests.training_fixtures import cpu_instance, fast_workers, fund, instance_type, make_model, make_ready_dataset
+from tests.factories import cpu_instance, fund, instance_type, make_model, make_ready_dataset
+from tests.helpers import WorkerFactory, wait_for
 from training import sessions
 from training.engine.presence import live_queues
 from training.models import EpochRecord, TrainingSession, YoloModel
-
-__all__ = ["fast_workers"]  # a fixture, imported for pytest
 
 pytestmark = [pytest.mark.training, pytest.mark.django_db(transaction=True)]
 
@@ -53,7 +51,7 @@ def cpu_worker(start_worker: WorkerFactory, fast_workers: dict[str, str]) -> obj
 def test_a_session_trains_to_completion_recording_each_epoch_once(
     user: User, tmp_path: Path, cpu_worker: object
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     model = make_model(user, make_ready_dataset(user, tmp_path), epochs=3)
     session = start(user, model)
 
@@ -81,7 +79,7 @@ def test_a_session_trains_to_completion_recording_each_epoch_once(
 def test_stop_mid_epoch_then_resume_completes_every_epoch_exactly_once(
     user: User, tmp_path: Path, cpu_worker: object
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     dataset = make_ready_dataset(user, tmp_path, train_images=96, val_images=8)
     model = make_model(user, dataset, epochs=4, batch=2, nbs=2)
     session = start(user, model)
@@ -116,7 +114,7 @@ def test_stop_mid_epoch_then_resume_completes_every_epoch_exactly_once(
 def test_two_concurrent_starts_for_one_account_create_exactly_one_session(
     user: User, tmp_path: Path, cpu_worker: object
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     dataset = make_ready_dataset(user, tmp_path)
     models = [make_model(user, dataset, epochs=1), make_model(user, dataset, epochs=1)]
     outcomes: list[str] = []
@@ -147,7 +145,7 @@ def test_two_concurrent_starts_for_one_account_create_exactly_one_session(
 def test_a_start_for_an_instance_type_without_a_live_worker_is_refused(
     user: User, tmp_path: Path, transactional_db: None
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     model = make_model(user, make_ready_dataset(user, tmp_path), epochs=1)
     gpu = instance_type("a100-80gb")
     with pytest.raises(sessions.StartRefused, match="No A100 80GB worker is online"):
@@ -158,7 +156,7 @@ def test_a_start_for_an_instance_type_without_a_live_worker_is_refused(
 def test_a_training_that_cannot_run_fails_with_its_reason_and_log(
     user: User, tmp_path: Path, cpu_worker: object
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     model = make_model(user, make_ready_dataset(user, tmp_path), epochs=2, optimizer="NoSuchOptimizer")
     session = start(user, model)
 
@@ -179,8 +177,8 @@ def test_two_training_workers_on_different_queues_train_at_once(
     start_worker("train.cpu", extra_env={**fast_workers, "DATASET_CACHE_DIR": str(tmp_path / "cache-a")})
     start_worker("train.rtx-4090", extra_env={**fast_workers, "DATASET_CACHE_DIR": str(tmp_path / "cache-b")})
     wait_for(lambda: {"train.cpu", "train.rtx-4090"} <= live_queues(), timeout=20)
-    fund(user)
-    fund(outsider)
+    fund(user, as_adjustment=True)
+    fund(outsider, as_adjustment=True)
     first = start(user, make_model(user, make_ready_dataset(user, tmp_path / "a"), epochs=1))
     second = sessions.start_session(
         outsider,

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from billing.models import LedgerLine
 from hubsite.models import User
-from tests.conftest import WorkerFactory, wait_for
-from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
+from tests.factories import cpu_instance, fund, make_model, make_ready_dataset
+from tests.helpers import WorkerFactory, wait_for
 from training import sessions
 from training.engine.presence import announce_alive, live_queues, new_worker_id, process_of
 from training.models import EpochRecord, TrainingSession, YoloModel
@@ -32,7 +32,7 @@ BASE_DIR = Path(django_settings.BASE_DIR)
 
 @pytest.fixture
 def model(user: User, tmp_path: Path) -> YoloModel:
-    fund(user)
+    fund(user, as_adjustment=True)
     return make_model(user, make_ready_dataset(user, tmp_path), epochs=10)
 
 
@@ -222,7 +222,7 @@ def start(user: User, model: YoloModel) -> TrainingSession:
 def test_a_killed_worker_is_requeued_within_15_s_and_another_resumes_charging_each_epoch_once(
     user: User, tmp_path: Path, start_worker: WorkerFactory
 ) -> None:
-    fund(user)
+    fund(user, as_adjustment=True)
     model = make_model(user, make_ready_dataset(user, tmp_path, train_images=32, val_images=8), epochs=3, batch=2)
     start_worker("default", extra_env=DEFAULT_TIMING)  # the light worker runs the reaper
     doomed = start_worker("train.cpu", extra_env=DEFAULT_TIMING)
@@ -265,7 +265,7 @@ def test_a_live_worker_in_an_epoch_longer_than_the_presence_ttl_is_never_requeue
         "TRAINING_REAPER_INTERVAL_SECONDS": "1",
         "TRAINING_HEARTBEAT_INTERVAL_SECONDS": "3",
     }
-    fund(user)
+    fund(user, as_adjustment=True)
     # About 8 s an epoch on an idle 2-core machine: well past the 2 s TTL.
     dataset = make_ready_dataset(user, tmp_path, train_images=160, val_images=8)
     model = make_model(user, dataset, epochs=1, batch=2, imgsz=160)

@@ -1,20 +1,18 @@
 """Shared by the browser tests: a real Chromium (Debian's) driven by Playwright's sync
-API against the live server, screenshots in test-artifacts/browser/, and logging in.
+API against the live server (the ``page`` fixture in conftest.py), screenshots in
+test-artifacts/browser/, and logging in.
 
 Tests that use these run with DEBUG off (pytest-django's default), as in production.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
-from django.db import connections
 from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
@@ -42,30 +40,6 @@ browser_marks = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)"),
 ]
-
-
-@pytest.fixture
-def page(live_server: LiveServer) -> Iterator[Page]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM
-    # calls are still plain synchronous ones.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport=DESKTOP, accept_downloads=True)  # type: ignore[arg-type]
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.on("dialog", lambda dialog: dialog.accept())  # "Stop training?" confirmations
-        yield page
-        # While Playwright runs, Django sees an event loop in this thread and keeps the
-        # test's database connection in that context, where the test case's own
-        # teardown cannot reach it: close it here, or it outlives the test database.
-        connections.close_all()
-        context.close()
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 def shot(page: Page, name: str) -> None:

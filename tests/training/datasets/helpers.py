@@ -13,9 +13,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from hubsite.models import User
 from training.dataset_tasks import run_validation
-from training.datasets import create_dataset, storage_keys
+from training.datasets import storage_keys
 from training.models import Dataset
 from training.synthetic import write_synthetic_dataset
 
@@ -83,11 +82,3 @@ def upload_and_validate(client: Client, data: bytes, *, name: str = "shapes", fi
 
 def problem_text(dataset: Dataset) -> str:
     return "\n".join(f"{p['file']}:{p['line']}: {p['message']}" for p in dataset.errors)
-
-
-def ready_dataset(owner: User, tmp_path: Path, *, name: str = "shapes") -> Dataset:
-    """A validated synthetic dataset in storage, owned by ``owner``."""
-    data = zip_bytes(good_files(tmp_path))
-    dataset = create_dataset(owner, name, io.BytesIO(data), validate_now=True)
-    assert dataset.status == Dataset.Status.READY, dataset.errors
-    return dataset

@@ -1,9 +1,9 @@
 """The local Stripe emulator for tests, signed webhook payloads, and paying on the stand-in page.
 
 ``scripts/test`` starts one emulator for the whole run (STRIPE_API_BASE); a plain
-``pytest`` starts its own here. Import the ``*_fixture`` functions into a test
-module to use the fixtures. Tests always use the emulator, never a Stripe account
-named in the environment (the one opt-in test reads STRIPE_TEST_SECRET_KEY).
+``pytest`` starts its own (the ``stripe_emulator*`` fixtures in tests/conftest.py).
+Tests always use the emulator, never a Stripe account named in the environment (the
+one opt-in test reads STRIPE_TEST_SECRET_KEY).
 """
 
 from __future__ import annotations
@@ -11,21 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from django.conf import settings
-from pytest_django.fixtures import Settings as SettingsWrapper
-from pytest_django.live_server_helper import LiveServer
 
 WEBHOOK_SECRET = "whsec_tests_0123456789abcdef"
 EVENTS = (
@@ -92,59 +83,6 @@ class Emulator:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
-
-
-@pytest.fixture(scope="session", name="stripe_emulator_base")
-def stripe_emulator_base_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = os.environ.get("STRIPE_API_BASE", "")
-    if base and os.environ.get("STRIPE_SECRET_KEY", "").startswith("sk_test_local"):
-        yield base  # the one scripts/test started
-        return
-    data_dir = tmp_path_factory.mktemp("stripe-emulator")
-    log = open(data_dir / "emulator.log", "wb")  # noqa: SIM115 - lives as long as the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.stripe_emulator", "--data-dir", str(data_dir), "--port", "0"],
-        cwd=Path(settings.BASE_DIR),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url_file = data_dir / "url"
-    deadline = time.monotonic() + 30
-    while not url_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the Stripe emulator did not start:\n{(data_dir / 'emulator.log').read_text()}")
-        time.sleep(0.1)
-    base = url_file.read_text().strip()
-    while True:  # the URL is written just before it listens
-        try:
-            requests.get(f"{base}/_config/checkout/pay/none", timeout=2)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    yield base
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=10)
-
-
-@pytest.fixture(name="stripe_emulator")
-def stripe_emulator_fixture(stripe_emulator_base: str, settings: SettingsWrapper) -> Iterator[Emulator]:
-    """Point the site at the emulator, with the tests' webhook secret; no webhook yet."""
-    settings.STRIPE_API_BASE = stripe_emulator_base
-    settings.STRIPE_SECRET_KEY = "sk_test_local_tests"
-    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    emulator = Emulator(stripe_emulator_base)
-    emulator.register_webhook(DEAD_URL)
-    yield emulator
-    emulator.register_webhook(DEAD_URL)  # no stray deliveries to a server that is gone
-
-
-@pytest.fixture(name="stripe_live")
-def stripe_live_fixture(stripe_emulator: Emulator, live_server: LiveServer, settings: SettingsWrapper) -> Emulator:
-    """The emulator sending its webhooks to this test's live server."""
-    settings.SITE_URL = live_server.url
-    stripe_emulator.register_webhook(f"{live_server.url}/billing/stripe/webhook/")
-    return stripe_emulator
 
 
 def signature_header(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
