@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.benchdb import (
     add_code_argument,
+    fund_dollars,
     imported_from,
     presence_module,
     setup_django,
@@ -252,7 +253,7 @@ def _compare(args: argparse.Namespace, threads: int, scratch: Path) -> tuple[lis
 
     fixtures = training_fixtures()
     user = User.objects.create_user(f"bench-{secrets.token_hex(3)}@example.com", "x")
-    fixtures.fund(user, dollars=1000)
+    fund_dollars(fixtures, user, 1000)
     dataset = fixtures.make_ready_dataset(user, scratch, train_images=args.images, val_images=max(8, args.images // 4))
     data_yaml = prepare_local_copy(dataset, scratch / "bare-cache")
     arguments = {**fixtures.TINY_TRAINING, "imgsz": args.imgsz, "epochs": args.epochs}

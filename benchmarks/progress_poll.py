@@ -49,6 +49,7 @@ from pathlib import Path
 
 from benchmarks.benchdb import (
     add_code_argument,
+    fund_dollars,
     imported_from,
     setup_django,
     throwaway_database,
@@ -144,7 +145,7 @@ def _build_session(scratch: Path) -> tuple[str, str]:
 
     fixtures = training_fixtures()
     user = User.objects.create_user(f"bench-{secrets.token_hex(3)}@example.com", "x")
-    fixtures.fund(user, dollars=100)
+    fund_dollars(fixtures, user, 100)
     dataset = fixtures.make_ready_dataset(user, scratch, train_images=8, val_images=4)
     model = fixtures.make_model(user, dataset, epochs=TARGET_EPOCHS)
     rng = random.Random(0)

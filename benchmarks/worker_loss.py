@@ -75,11 +75,11 @@ def main() -> None:
 
 def _training_session(scratch: Path) -> TrainingSession:
     from hubsite.models import User
-    from tests.training_fixtures import cpu_instance, fund, make_model, make_ready_dataset
+    from tests.factories import cpu_instance, fund, make_model, make_ready_dataset
     from training.models import TrainingSession
 
     user = User.objects.create_user(f"bench-{secrets.token_hex(3)}@example.com", "x")
-    fund(user, dollars=1000)
+    fund(user, 1_000_000_000, as_adjustment=True)
     model = make_model(user, make_ready_dataset(user, scratch, train_images=32, val_images=8), epochs=1000)
     # Created queued and sent by _measure: the workers are not up yet, so Start would refuse.
     return TrainingSession.objects.create(model=model, owner=user, instance_type=cpu_instance(), target_epochs=1000)

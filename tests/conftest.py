@@ -1,3 +1,7 @@
+"""Fixtures for every test: the cast of users and their clients, Redis, real worker
+processes, a model to train and a live CPU worker's presence, and the Stripe emulator
+(the billing and browser tests share it). Objects themselves come from factories.py."""
+
 from __future__ import annotations
 
 import os
@@ -5,29 +9,41 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import requests
 from django.conf import settings
 from django.test import Client
+from pytest_django.fixtures import Settings as SettingsWrapper
+from pytest_django.live_server_helper import LiveServer
 
 from hubsite.models import User
+from tests.billing.stripe.emulator import DEAD_URL, WEBHOOK_SECRET, Emulator
+from tests.factories import ensure_instance_types, make_model, make_ready_dataset, make_staff, make_user
+from tests.helpers import BASE_DIR, WorkerFactory, database_url_for_subprocess
+from training.models import YoloModel
+from training.presence import announce
 
-BASE_DIR = Path(settings.BASE_DIR)
-PASSWORD = "correct-horse-battery-staple"
+# --- users ---------------------------------------------------------------------------
 
 
 @pytest.fixture
 def user(db: None) -> User:
-    return User.objects.create_user("owner@example.com", PASSWORD)
+    return make_user("owner@example.com")
 
 
 @pytest.fixture
 def outsider(db: None) -> User:
-    return User.objects.create_user("outsider@example.com", PASSWORD)
+    return make_user("outsider@example.com")
+
+
+@pytest.fixture
+def staff(db: None) -> User:
+    return make_staff()
 
 
 @pytest.fixture
@@ -41,6 +57,16 @@ def outsider_client(outsider: User) -> Client:
     other = Client()
     other.force_login(outsider)
     return other
+
+
+@pytest.fixture
+def staff_client(staff: User) -> Client:
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+# --- Redis -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -62,14 +88,7 @@ def _no_rate_limit_counts() -> None:
     client.close()
 
 
-def database_url_for_subprocess() -> str:
-    """The test database (pytest-django renamed it) as a URL for worker processes."""
-    db = settings.DATABASES["default"]
-    assert "postgresql" in db["ENGINE"], "worker subprocess tests need PostgreSQL"
-    return f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-WorkerFactory = Callable[..., Any]
+# --- workers and training --------------------------------------------------------------
 
 
 @pytest.fixture
@@ -130,11 +149,73 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+@pytest.fixture
+def model(user: User, tmp_path: Path) -> YoloModel:
+    """A 3-epoch model on a ready synthetic dataset, with the instance types seeded."""
+    ensure_instance_types()
+    return make_model(user, make_ready_dataset(user, tmp_path), epochs=3)
+
+
+@pytest.fixture
+def cpu_online(redis_client: Any, settings: Any) -> None:
+    """A stand-in for a live CPU worker's presence. A worker announces itself for 3
+    intervals; this one's must outlast a slow first request (importing ultralytics on
+    a loaded machine took 25 s)."""
+    settings.WORKER_PRESENCE_INTERVAL_SECONDS = 600
+    announce({"train.cpu"}, "test-worker")
+
+
+# --- the Stripe emulator ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stripe_emulator_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("STRIPE_API_BASE", "")
+    if base and os.environ.get("STRIPE_SECRET_KEY", "").startswith("sk_test_local"):
+        yield base  # the one scripts/test started
+        return
+    data_dir = tmp_path_factory.mktemp("stripe-emulator")
+    log = open(data_dir / "emulator.log", "wb")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.stripe_emulator", "--data-dir", str(data_dir), "--port", "0"],
+        cwd=Path(settings.BASE_DIR),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url_file = data_dir / "url"
+    deadline = time.monotonic() + 30
+    while not url_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the Stripe emulator did not start:\n{(data_dir / 'emulator.log').read_text()}")
+        time.sleep(0.1)
+    base = url_file.read_text().strip()
+    while True:  # the URL is written just before it listens
+        try:
+            requests.get(f"{base}/_config/checkout/pay/none", timeout=2)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    yield base
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_emulator(stripe_emulator_base: str, settings: SettingsWrapper) -> Iterator[Emulator]:
+    """Point the site at the emulator, with the tests' webhook secret; no webhook yet."""
+    settings.STRIPE_API_BASE = stripe_emulator_base
+    settings.STRIPE_SECRET_KEY = "sk_test_local_tests"
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    emulator = Emulator(stripe_emulator_base)
+    emulator.register_webhook(DEAD_URL)
+    yield emulator
+    emulator.register_webhook(DEAD_URL)  # no stray deliveries to a server that is gone
+
+
+@pytest.fixture
+def stripe_live(stripe_emulator: Emulator, live_server: LiveServer, settings: SettingsWrapper) -> Emulator:
+    """The emulator sending its webhooks to this test's live server."""
+    settings.SITE_URL = live_server.url
+    stripe_emulator.register_webhook(f"{live_server.url}/billing/stripe/webhook/")
+    return stripe_emulator

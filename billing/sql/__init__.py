@@ -3,7 +3,7 @@ after the function, holding its current definition (``CREATE OR REPLACE FUNCTION
 
 Migrations are history, so each one embeds the text it applies and never reads these
 files: on a fresh database an old migration must apply its own version, not today's.
-The files are where a function is read and changed; ``tests/test_billing_sql.py``
+The files are where a function is read and changed; ``tests/billing/test_sql.py``
 checks that the migrated database has exactly their definitions, and
 ``manage.py billing_sql_migration`` writes the migration that applies an edited file
 (docs/billing.md, "How to change a money function").
