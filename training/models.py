@@ -2,7 +2,7 @@
 
 A *session* is one Start or Resume of a model; a model's training history is the
 list of its sessions and the epochs they completed. Status changes go through
-conditional UPDATEs in ``training/sessions.py``, never a read-modify-write here.
+conditional UPDATEs in ``training/sessions/transitions.py``, never a read-modify-write here.
 """
 
 from __future__ import annotations
