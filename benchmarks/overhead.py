@@ -395,6 +395,10 @@ def _report(
     heartbeat = statistics.mean(probe.heartbeat_cpu for probe in probes) / args.epochs * 1000
     print(f"committer_cpu_ms_per_epoch={committer:.2f} heartbeat_cpu_ms_per_epoch={heartbeat:.2f} "
           f"(each thread's CPU over the whole session / {args.epochs} epochs)")  # fmt: skip
+    added_ms = callbacks_ms + committer + heartbeat
+    print(f"direct_overhead_ratio={1 + added_ms / (statistics.median(bare_epochs) * 1000):.4f} "
+          "(1 + (callbacks wall + committer CPU + heartbeat CPU) / the median bare epoch: what the platform "
+          "adds, measured, with its threads' CPU counted as if taken from training)")  # fmt: skip
 
     ratios = _round_ratios(bare, probes, warmup)
     print("overhead_ratio_rounds=" + ",".join(f"{ratio:.4f}" for ratio in ratios))
@@ -442,6 +446,7 @@ def _claim_latency(claims: int, scratch: Path, code: Path) -> float:
             sessions.request_stop(claimed)
             while TrainingSession.objects.get(pk=session.pk).status not in TrainingSession.FINAL_STATUSES:
                 time.sleep(0.1)
+        print("claim_latencies_ms=" + ",".join(f"{latency:.0f}" for latency in latencies))
         return statistics.median(latencies)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)

@@ -30,6 +30,7 @@ from pathlib import Path
 FIGURES = {
     "overhead": (
         "overhead_ratio",
+        "direct_overhead_ratio",
         "cpu_ratio_median",
         "callbacks_ms_per_epoch",
         "callbacks_cpu_ms_per_epoch",
