@@ -16,9 +16,9 @@ from billing.models import Account, Hold, LedgerLine
 from hubsite.models import User
 from tests.billing.helpers import assert_ledger_consistent, run_at_once
 from tests.factories import WORKER, fund, make_instance_type, make_session
-from training import sessions
 from training.engine.runner import RunningEpoch, hold_to_grow_to
 from training.models import TrainingSession
+from training.sessions import reaper
 
 Status = TrainingSession.Status
 Kind = LedgerLine.Kind
@@ -162,7 +162,7 @@ def test_holds_racing_the_reaper_never_leave_money_held_for_a_requeued_session(u
                 return
 
     def requeue(session_id: int) -> Any:
-        return sessions._requeue(session_id, WORKER, "train.test", progressed=False)
+        return reaper._requeue(session_id, WORKER, "train.test", progressed=False)
 
     jobs: list[Callable[[], object]] = [partial(job, session.pk) for session in racing for job in (grow, requeue)]
     assert run_at_once(jobs) == []

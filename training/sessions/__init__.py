@@ -5,7 +5,6 @@ Every status change is one conditional UPDATE through ``transitions.transition``
 checked against its table of allowed moves.
 """
 
-from training.sessions.reaper import _requeue as _requeue  # tests drive the requeue step directly
 from training.sessions.reaper import reap_stale_sessions, stale_before
 from training.sessions.settling import settle_session
 from training.sessions.starting import (
