@@ -34,12 +34,15 @@ LIGHT_MAX_RETRIES = 3
 
 
 def light_actor(
-    *, time_limit_ms: int = LIGHT_TIME_LIMIT_MS, max_retries: int = LIGHT_MAX_RETRIES
+    *, time_limit_ms: int = LIGHT_TIME_LIMIT_MS, max_retries: int = LIGHT_MAX_RETRIES, actor_name: str | None = None
 ) -> Callable[[Callable[P, R]], dramatiq.Actor[P, R]]:
-    """An actor on the light queue: validation, exports, e-mail, the reaper."""
+    """An actor on the light queue: validation, exports, e-mail, reconciliation.
+    ``actor_name`` (default: the function's name) is what ``send_by_name`` sends to."""
 
     def decorate(func: Callable[P, R]) -> dramatiq.Actor[P, R]:
-        return dramatiq.actor(queue_name=LIGHT_QUEUE, time_limit=time_limit_ms, max_retries=max_retries)(func)
+        return dramatiq.actor(
+            actor_name=actor_name, queue_name=LIGHT_QUEUE, time_limit=time_limit_ms, max_retries=max_retries
+        )(func)
 
     return decorate
 

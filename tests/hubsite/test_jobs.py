@@ -25,7 +25,8 @@ from hubsite.tasks import ping, ping_key
 from tests.helpers import WorkerFactory, wait_for
 from tests.hubsite.periodic_probe import probe_key
 from training import sessions
-from training.engine.actors import TRAINING_TIME_LIMIT_MS
+from training.engine.actors import TRAINING_TIME_LIMIT_MS, export_model
+from training.exports import EXPORT_MODEL_ACTOR
 
 
 def queued_ping_tokens(redis_client: redis.Redis) -> list[str]:
@@ -84,6 +85,12 @@ def test_training_is_sent_by_actor_name_and_runs_with_the_actors_options(redis_c
     assert set(message.options) == {"redis_message_id"}  # nothing overrides the actor's own options
     actor = broker.get_actor(message.actor_name)
     assert (actor.options["time_limit"], actor.options["max_retries"]) == (TRAINING_TIME_LIMIT_MS, 0)
+
+
+def test_exports_are_sent_by_a_name_the_export_actor_answers_to() -> None:
+    actor = dramatiq.get_broker().get_actor(EXPORT_MODEL_ACTOR)
+    assert actor is export_model
+    assert actor.queue_name == LIGHT_QUEUE
 
 
 @pytest.fixture

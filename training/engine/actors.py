@@ -6,6 +6,7 @@ from __future__ import annotations
 import dramatiq
 
 from hubsite.jobs import light_actor
+from training.exports import EXPORT_MODEL_ACTOR
 from training.presence import new_worker_id
 from training.sessions import TRAIN_SESSION_ACTOR
 
@@ -28,10 +29,10 @@ def train_session(session_id: int) -> None:
     run_session(session_id, new_worker_id())
 
 
-@light_actor(time_limit_ms=15 * 60 * 1000, max_retries=1)
+@light_actor(actor_name=EXPORT_MODEL_ACTOR, time_limit_ms=15 * 60 * 1000, max_retries=1)
 def export_model(export_id: int) -> None:
     """Export a model's best weights to ONNX or TorchScript, on the light queue. Sent by
-    name (``training.exports.EXPORT_MODEL_ACTOR``) from ``request_export``."""
+    name from ``training.exports.request_export``."""
     from training.engine.exports import run_export
 
     run_export(export_id)
