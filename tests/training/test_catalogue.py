@@ -31,7 +31,7 @@ def test_the_catalogue_offers_every_task_in_three_families_at_every_scale() -> N
             for scale in "nsmlx":
                 assert by_name[f"{family}{scale}{suffix}"].task == task
     for entry in entries:  # each name is a YAML ultralytics resolves, for the task we file it under
-        assert guess_model_task(yaml_model_load(entry.yaml)) == entry.task, entry.name
+        assert guess_model_task(yaml_model_load(entry.yaml)) == entry.task, entry.name  # type: ignore[no-untyped-call]
     assert by_name["yolo11n-seg"].label == "YOLO11n-seg (nano)"
 
 
