@@ -27,9 +27,7 @@ class DatasetInUseError(Exception):
         self.names = names
 
 
-def create_dataset(
-    owner: User, name: str, upload: IO[bytes], *, task: str = "", validate_now: bool = False
-) -> Dataset:
+def create_dataset(owner: User, name: str, upload: IO[bytes], *, task: str = "", validate_now: bool = False) -> Dataset:
     """Store the uploaded zip under the new dataset's prefix and queue its validation
     (or, with ``validate_now``, validate it in this process before returning). ``task``
     is the task the owner chose ("" to detect it from the files).
