@@ -56,6 +56,7 @@ def validate_classification(
     _check_root(result, top, root, splits)
     folders = {split: _class_folders(result, top, folder) for split, folder in splits.items()}
     spec.names = sorted(folders["train"])
+    result.instances = [0] * len(spec.names)
     if not spec.names:
         result.report(
             Problem("train/ holds no class folders. Put each class's images in train/<class name>/.", spec.root)
@@ -70,7 +71,6 @@ def validate_classification(
         )
     if not result.ok:
         return result
-    result.instances = [0] * len(spec.names)
     for split, by_name in folders.items():
         _check_same_classes(result, split, splits[split], top, set(by_name), spec.names)
     if not result.ok:

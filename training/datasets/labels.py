@@ -186,6 +186,9 @@ def _count_message(count: int, label_format: LabelFormat) -> str:
         return f"This line has {count} values, so its points are not whole x y pairs; {label_format.expected_values()}."
     if label_format.task == "segment" and count in (3, 5):
         shape = "fewer than 3 points" if count == 3 else "a detection box, or a polygon of only 2 points"
+    if label_format.task == "pose" and label_format.keypoints is not None:
+        dims = label_format.keypoints[1]
+        shape = f"a box and {(count - 5) // dims} keypoint(s)" if count > 5 and (count - 5) % dims == 0 else None
     described = f" ({shape})" if shape else ""
     return f"This line has {count} values{described}; {label_format.expected_values()}."
 
