@@ -19,7 +19,7 @@ from billing.models import Account
 from hubsite.models import User
 from tests.training.datasets.helpers import good_files, zip_bytes
 from training.datasets import create_dataset
-from training.datasets.synthetic import write_synthetic_dataset
+from training.datasets.synthetic import class_names, write_synthetic_dataset
 from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
 
 PASSWORD = "correct-horse-battery-staple"
@@ -75,14 +75,26 @@ def cpu_instance() -> InstanceType:
 # --- datasets and models ---------------------------------------------------------------
 
 
-def make_ready_dataset(owner: User, tmp_path: Path, *, train_images: int = 16, val_images: int = 8) -> Dataset:
-    """A synthetic dataset zip in storage, marked ready without running the validation."""
+def make_ready_dataset(
+    owner: User, tmp_path: Path, *, train_images: int = 16, val_images: int = 8, task: str = "detect"
+) -> Dataset:
+    """A synthetic dataset zip of ``task`` in storage, marked ready without running the validation."""
     archive = write_synthetic_dataset(
-        tmp_path / "shapes.zip", train_images=train_images, val_images=val_images, image_size=64
+        tmp_path / ("shapes.zip" if task == "detect" else f"shapes-{task}.zip"),
+        train_images=train_images,
+        val_images=val_images,
+        image_size=64,
+        task=task,
     )
-    dataset = Dataset.objects.create(owner=owner, name="shapes", status=Dataset.Status.READY)
+    dataset = Dataset.objects.create(
+        owner=owner,
+        name="shapes" if task == "detect" else f"shapes ({task})",
+        task=task,
+        class_names=class_names(3),
+        status=Dataset.Status.READY,
+    )
     with archive.open("rb") as handle:
-        dataset.archive.name = default_storage.save(f"{dataset.storage_prefix}/shapes.zip", File(handle))
+        dataset.archive.name = default_storage.save(f"{dataset.storage_prefix}/{archive.name}", File(handle))
     dataset.archive_size = archive.stat().st_size
     dataset.save()
     return dataset
