@@ -34,7 +34,7 @@ from tests.training.datasets.task_zips import (
     segment_files,
     yaml_task_files,
 )
-from training.datasets import extract_archive, run_validation, storage_keys
+from training.datasets import LabelRow, extract_archive, render_sample, run_validation, storage_keys
 from training.models import Dataset
 
 pytestmark = pytest.mark.django_db
@@ -332,7 +332,7 @@ def test_validating_again_needs_a_real_task(owner_client: Client) -> None:
     assert dataset.status == Dataset.Status.INVALID
 
 
-def test_validating_again_is_refused_without_the_csrf_token(user: object, owner_client: Client) -> None:
+def test_validating_again_is_refused_without_the_csrf_token(owner_client: Client) -> None:
     dataset = upload_as(owner_client, obb_files())
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(dataset.owner)
@@ -427,3 +427,42 @@ def test_nine_value_labels_beside_polygons_are_four_point_polygons(owner_client:
     files = yaml_task_files(["0.3 0.1 0.6 0.3 0.4 0.6 0.1 0.4", "0.6 0.6 0.9 0.65 0.8 0.9"])
     dataset = upload_as(owner_client, files)
     assert_ready(dataset, Task.SEGMENT)
+
+
+GREY = (128, 128, 128)
+
+
+def drawn(task: str, rows: list[LabelRow], tmp_path: Path, class_id: int | None = None) -> Image.Image:
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (100, 100), GREY).save(path)
+    picture = render_sample(path, rows, ["circle", "square"], task=task, class_id=class_id)
+    return Image.open(io.BytesIO(picture)).convert("RGB")
+
+
+def changed(picture: Image.Image, x: int, y: int) -> bool:
+    pixel = picture.getpixel((x, y))
+    assert isinstance(pixel, tuple)
+    return sum(abs(a - b) for a, b in zip(pixel, GREY, strict=True)) > 60
+
+
+def test_samples_draw_rotated_boxes_as_outlines(tmp_path: Path) -> None:
+    corners = ((0.5, 0.1), (0.9, 0.5), (0.5, 0.9), (0.1, 0.5))
+    picture = drawn(Task.OBB, [LabelRow(1, 0.5, 0.5, 0.8, 0.8, points=corners)], tmp_path)
+    assert changed(picture, 70, 30)  # on the edge from (50, 10) to (90, 50)
+    assert not changed(picture, 50, 50)  # not filled
+    assert not changed(picture, 12, 12)  # no axis-aligned box corner
+
+
+def test_samples_draw_labelled_keypoints_as_dots(tmp_path: Path) -> None:
+    keypoints = ((0.5, 0.5, 2.0), (0.8, 0.5, 0.0))
+    picture = drawn(Task.POSE, [LabelRow(0, 0.5, 0.5, 0.8, 0.8, keypoints=keypoints)], tmp_path)
+    assert changed(picture, 50, 50)  # the visible keypoint
+    assert not changed(picture, 80, 50)  # visibility 0: not drawn
+    assert changed(picture, 10, 50)  # the box's left edge
+
+
+def test_classification_samples_carry_the_class_name(tmp_path: Path) -> None:
+    picture = drawn(Task.CLASSIFY, [], tmp_path, class_id=1)
+    caption = picture.crop((0, 0, 60, 20))
+    assert len(caption.getcolors(maxcolors=10_000) or []) > 2  # text on a dark band
+    assert not changed(picture, 80, 80)
