@@ -73,8 +73,14 @@ class DatasetUploadForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="Defaults to the file name.")
     file = forms.FileField(
         label="Dataset zip",
-        help_text="Ultralytics HUB format: data.yaml, images/ and labels/ with train and val splits.",
+        help_text="Ultralytics HUB format: data.yaml, images/ and labels/ with train and val splits; "
+        "for classification, train/ and val/ with one folder of images per class.",
         widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}),
+    )
+    task = forms.ChoiceField(
+        choices=[("", "Detect from the files"), *Dataset.Task.choices],
+        required=False,
+        help_text="Labels of 9 values fit both segmentation and oriented boxes: choose one of them for those.",
     )
 
     def __init__(self, *args: Any, upload_exceeded: bool = False, **kwargs: Any) -> None:

@@ -32,6 +32,8 @@ class Dataset(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=100)
     task = models.CharField(max_length=16, choices=Task.choices, default=Task.DETECT)
+    # The task the owner chose at upload; "" means "detect it from the files" (docs/datasets.md).
+    declared_task = models.CharField(max_length=16, choices=Task.choices, blank=True, default="")
     archive = models.FileField(max_length=300, blank=True)
     archive_size = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROCESSING)

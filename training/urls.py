@@ -12,6 +12,7 @@ urlpatterns = [
     path("datasets/<uuid:uid>/", datasets.dataset_detail, name="dataset_detail"),
     path("datasets/<uuid:uid>/rename/", datasets.dataset_rename, name="dataset_rename"),
     path("datasets/<uuid:uid>/delete/", datasets.dataset_delete, name="dataset_delete"),
+    path("datasets/<uuid:uid>/validate/", datasets.dataset_validate_again, name="dataset_validate_again"),
     path("datasets/<uuid:uid>/download/", datasets.dataset_download, name="dataset_download"),
     path("datasets/<uuid:uid>/samples/<int:index>.jpg", datasets.dataset_sample, name="dataset_sample"),
     path("models/", models.model_list, name="model_list"),

@@ -1,15 +1,18 @@
 """Datasets: upload, safe extraction, full validation, storage and the worker's local copy.
 
-A dataset is a zip in the Ultralytics HUB format: a ``data.yaml`` at the root of
-the zip or inside its one top folder, ``images/`` and ``labels/`` with ``train``
-and ``val`` splits (``test`` optional), YOLO label files (``class x y w h``,
-normalised to 0..1). Every problem found becomes a :class:`Problem`: which file,
-which line, what to do, in plain words.
+A dataset is a zip in the Ultralytics HUB format for one of the five tasks: a
+``data.yaml`` at the root of the zip or inside its one top folder, ``images/`` and
+``labels/`` with ``train`` and ``val`` splits (``test`` optional) and YOLO label files
+(detection boxes, segmentation polygons, pose keypoints, oriented boxes); or, for
+classification, ``train/`` and ``val/`` folders with one folder of images per class.
+The task is read from the files or chosen at upload (``task_choice``). Every problem
+found becomes a :class:`Problem`: which file, which line, what to do, in plain words.
 
-Imports run one way: ``services`` -> ``task`` -> ``checks`` -> ``spec``/``labels``
--> ``limits``/``problems``, with ``archive``, ``storage``, ``cache`` and ``samples``
-beside them. Nothing here imports ultralytics; the validation task reaches its checks
-through ``training.yolo.dataset_check`` on the worker.
+Imports run one way: ``services`` -> ``task`` -> ``checks`` -> ``classify``/
+``task_choice`` -> ``report`` -> ``spec``/``labels`` -> ``limits``/``problems``, with
+``archive``, ``storage``, ``cache`` and ``samples`` beside them. Nothing here imports
+ultralytics; the validation task reaches its checks through
+``training.yolo.dataset_check`` on the worker.
 """
 
 from training.datasets.archive import (
@@ -40,6 +43,7 @@ from training.datasets.services import (
     create_demo_dataset,
     delete_dataset,
     rename_dataset,
+    validate_again,
 )
 from training.datasets.spec import DatasetSpec, find_data_yaml, read_spec, training_yaml_text
 from training.datasets.storage import (
@@ -94,6 +98,7 @@ __all__ = [
     "storage_put",
     "training_yaml_text",
     "upload_too_large_message",
+    "validate_again",
     "validate_dataset",
     "validate_extracted",
 ]
