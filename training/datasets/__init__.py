@@ -38,9 +38,10 @@ from training.datasets.problems import DatasetError, Problem
 from training.datasets.samples import class_colour, render_sample
 from training.datasets.services import (
     DEMO_DATASET_NAME,
+    DEMO_SEGMENTATION_DATASET_NAME,
     DatasetInUseError,
     create_dataset,
-    create_demo_dataset,
+    create_demo_datasets,
     delete_dataset,
     rename_dataset,
     validate_again,
@@ -60,6 +61,7 @@ __all__ = [
     "CACHE_MARKER",
     "CACHE_SIZE_FILE",
     "DEMO_DATASET_NAME",
+    "DEMO_SEGMENTATION_DATASET_NAME",
     "IMAGE_SUFFIXES",
     "MAX_PROBLEMS",
     "CentralDirectory",
@@ -75,7 +77,7 @@ __all__ = [
     "class_colour",
     "count_directory_entries",
     "create_dataset",
-    "create_demo_dataset",
+    "create_demo_datasets",
     "delete_dataset",
     "delete_prefix",
     "download_archive",

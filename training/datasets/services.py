@@ -58,17 +58,28 @@ def create_dataset(owner: User, name: str, upload: IO[bytes], *, task: str = "",
 
 
 DEMO_DATASET_NAME = "Shapes (demo)"
+DEMO_SEGMENTATION_DATASET_NAME = "Shapes segmentation (demo)"
 
 
-def create_demo_dataset(owner: User) -> Dataset:
-    """The demo's ready dataset: synthetic shapes (64 train, 16 val images, 128 px), made once."""
-    existing = Dataset.objects.filter(owner=owner, name=DEMO_DATASET_NAME).first()
+def create_demo_datasets(owner: User) -> list[Dataset]:
+    """The demo's ready datasets, each made once: synthetic shapes for detection and for
+    segmentation (64 train, 16 val images, 128 px)."""
+    return [
+        _demo_dataset(owner, DEMO_DATASET_NAME, Dataset.Task.DETECT),
+        _demo_dataset(owner, DEMO_SEGMENTATION_DATASET_NAME, Dataset.Task.SEGMENT),
+    ]
+
+
+def _demo_dataset(owner: User, name: str, task: str) -> Dataset:
+    existing = Dataset.objects.filter(owner=owner, name=name).first()
     if existing is not None:
         return existing
     with tempfile.TemporaryDirectory(prefix="hubsite-demo-") as work:
-        path = write_synthetic_dataset(Path(work) / "shapes.zip", train_images=64, val_images=16, image_size=128)
+        path = write_synthetic_dataset(
+            Path(work) / "shapes.zip", train_images=64, val_images=16, image_size=128, task=task
+        )
         with open(path, "rb") as upload:
-            return create_dataset(owner, DEMO_DATASET_NAME, upload, validate_now=True)
+            return create_dataset(owner, name, upload, task=task, validate_now=True)
 
 
 def validate_again(dataset: Dataset, task: str) -> bool:
