@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from ultralytics import YOLO  # type: ignore[attr-defined]
@@ -14,8 +15,10 @@ def write_yolo_checkpoint(path: Path, architecture: str = "yolo11n", names: list
     """An ultralytics checkpoint as ``YOLO(...).save`` writes it, with these class names."""
     yolo = YOLO(f"{architecture}.yaml")
     if names is not None:  # the same architecture with a head for these classes, as training makes it
-        yolo.model = type(yolo.model)(f"{architecture}.yaml", nc=len(names), verbose=False)
-        yolo.model.names = dict(enumerate(names))
+        model_class: Any = type(yolo.model)
+        model: Any = model_class(f"{architecture}.yaml", nc=len(names), verbose=False)
+        model.names = dict(enumerate(names))
+        yolo.model = model
     path.parent.mkdir(parents=True, exist_ok=True)
     yolo.save(str(path))
     return path

@@ -123,7 +123,7 @@ def test_an_asset_without_a_checksum_is_not_installed(
 ) -> None:
     release.add("yolo11n.pt", write_yolo_checkpoint(tmp_path / "yolo11n.pt", "yolo11n").read_bytes(), digest=None)
 
-    with pytest.raises(CommandError, match="gives no sha256 checksum for yolo11n.pt"):
+    with pytest.raises(CommandError, match=r"gives no sha256 checksum for yolo11n\.pt"):
         call_command("install_weights", "yolo11n")
 
     assert weights_dir_contents(settings) == []
@@ -134,7 +134,7 @@ def test_weights_of_another_architecture_under_the_name_are_refused(
 ) -> None:
     release.add("yolo11n.pt", write_yolo_checkpoint(tmp_path / "s.pt", "yolo11s").read_bytes())
 
-    with pytest.raises(CommandError, match="yolo11n.pt is not yolo11n weights we can use"):
+    with pytest.raises(CommandError, match=r"yolo11n\.pt is not yolo11n weights we can use"):
         call_command("install_weights", "yolo11n")
 
     assert weights_dir_contents(settings) == []
@@ -158,7 +158,7 @@ def test_an_unknown_architecture_is_refused_before_any_download(release: Release
 
 
 def test_an_architecture_missing_from_the_release_is_named(release: ReleaseServer, settings: SettingsWrapper) -> None:
-    with pytest.raises(CommandError, match="The release has no yolo26n.pt"):
+    with pytest.raises(CommandError, match=r"The release has no yolo26n\.pt"):
         call_command("install_weights", "yolo26n")
 
     assert weights_dir_contents(settings) == []
