@@ -5,7 +5,7 @@ Architectures are the model YAMLs that ship inside the ultralytics package
 are measured once by ``manage.py measure_catalogue`` (training/yolo/catalogue_facts.py)
 and cached in a JSON file under ``DATA_DIR``, keyed by the ultralytics version; the
 web process only reads that file and never imports ultralytics. Nothing is ever downloaded: pretrained weights are
-offered only when ``WEIGHTS_DIR/<architecture>.pt`` exists.
+offered only when ``WEIGHTS_DIR/<architecture>.pt`` exists (``training.weights``).
 
 Training arguments are checked against ultralytics' own configuration
 (``ultralytics.cfg``: the keys of ``DEFAULT_CFG_DICT`` in its train and
@@ -185,14 +185,6 @@ def architectures_for(task: str) -> list[Architecture]:
 
 def find_architecture(name: str) -> Architecture | None:
     return next((a for a in catalogue() if a.name == name), None)
-
-
-def weights_path(architecture: str) -> Path:
-    return Path(settings.WEIGHTS_DIR) / f"{architecture}.pt"
-
-
-def has_local_weights(architecture: str) -> bool:
-    return weights_path(architecture).is_file()
 
 
 # --- training arguments -----------------------------------------------------------------------

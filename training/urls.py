@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training.views import datasets, exports, home, models, train
+from training.views import datasets, exports, home, models, train, weights
 
 app_name = "training"
 urlpatterns = [
@@ -30,4 +30,8 @@ urlpatterns = [
     path("models/<uuid:uid>/train/charts/", train.charts, name="train_charts"),
     path("models/<uuid:uid>/exports/<str:export_format>/", exports.export, name="export"),
     path("models/<uuid:uid>/exports/<str:export_format>/download/", exports.export_download, name="export_download"),
+    path("weights/", weights.weights_list, name="weights_list"),
+    path("weights/upload/", weights.weights_upload, name="weights_upload"),
+    path("weights/<uuid:uid>/", weights.weights_detail, name="weights_detail"),
+    path("weights/<uuid:uid>/delete/", weights.weights_delete, name="weights_delete"),
 ]
