@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('training', '0003_session_price'),
+        ('training', '0004_dataset_declared_task'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
