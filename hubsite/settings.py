@@ -161,6 +161,12 @@ DATASET_MAX_CLASSES = env_int("DATASET_MAX_CLASSES", 10_000, minimum=1)
 DATASET_MAX_YAML_BYTES = env_int("DATASET_MAX_YAML_BYTES", 1024**2, minimum=1)
 DATASET_MAX_LABEL_BYTES = env_int("DATASET_MAX_LABEL_BYTES", 10 * 1024**2, minimum=1)
 WEIGHTS_DIR = Path(env_str("WEIGHTS_DIR", str(DATA_DIR / "weights"))).resolve()
+# Starting weights (training/weights/, docs/weights.md): the largest .pt a user may
+# upload, and the release `manage.py install_weights` installs official weights from.
+WEIGHTS_MAX_UPLOAD_BYTES = env_int("WEIGHTS_MAX_UPLOAD_BYTES", 1024**3, minimum=1)
+WEIGHTS_RELEASE_URL = env_str(
+    "WEIGHTS_RELEASE_URL", "https://api.github.com/repos/ultralytics/assets/releases/tags/v8.4.0"
+)
 
 # Broker and jobs. Actors set queue, time limit and retries themselves (see
 # hubsite/jobs.py); the middleware list is explicit because django-dramatiq's

@@ -7,7 +7,7 @@ model's architecture must do its dataset's task. Their parameter counts and GFLO
 are measured by ``manage.py measure_catalogue`` (training/yolo/catalogue_facts.py)
 and cached in a JSON file under ``DATA_DIR``, keyed by the ultralytics version; the
 web process only reads that file and never imports ultralytics. Nothing is ever downloaded: pretrained weights are
-offered only when ``WEIGHTS_DIR/<architecture>.pt`` exists.
+offered only when ``WEIGHTS_DIR/<architecture>.pt`` exists (``training.weights``).
 
 Training arguments are checked against ultralytics' own configuration
 (``ultralytics.cfg``: the keys of ``DEFAULT_CFG_DICT`` in its train and
@@ -36,10 +36,11 @@ from hubsite.models import User
 from training.models import Dataset, YoloModel
 
 FAMILIES: tuple[tuple[str, str, str], ...] = (
-    # (architecture prefix, display name, folder inside ultralytics/cfg/models)
-    ("yolo26", "YOLO26", "26"),
-    ("yolo11", "YOLO11", "11"),
-    ("yolov8", "YOLOv8", "v8"),
+    # (architecture prefix, display name, detection YAML inside ultralytics/cfg/models;
+    # the other tasks' YAMLs lie beside it, e.g. 26/yolo26-seg.yaml)
+    ("yolo26", "YOLO26", "26/yolo26.yaml"),
+    ("yolo11", "YOLO11", "11/yolo11.yaml"),
+    ("yolov8", "YOLOv8", "v8/yolov8.yaml"),
 )
 SCALES = ("n", "s", "m", "l", "x")
 SCALE_NAMES = {"n": "nano", "s": "small", "m": "medium", "l": "large", "x": "extra large"}
@@ -165,8 +166,8 @@ def _shipped_architectures() -> tuple[Architecture, ...]:
     models_dir = ultralytics_dir() / "cfg" / "models"
     result: list[Architecture] = []
     for task, suffix in ARCHITECTURE_TASKS.items():
-        for prefix, family, folder in FAMILIES:
-            path = models_dir / folder / f"{prefix}{suffix}.yaml"
+        for prefix, family, detect_yaml in FAMILIES:
+            path = (models_dir / detect_yaml).parent / f"{prefix}{suffix}.yaml"
             if not path.is_file():
                 continue
             scales = (yaml.safe_load(path.read_text()) or {}).get("scales", {})
@@ -242,14 +243,6 @@ def task_mismatch_message(architecture: Architecture, dataset: Dataset) -> str:
 
 def _a(words: str) -> str:
     return f"{'an' if words[:1] in 'aeiou' else 'a'} {words}"
-
-
-def weights_path(architecture: str) -> Path:
-    return Path(settings.WEIGHTS_DIR) / f"{architecture}.pt"
-
-
-def has_local_weights(architecture: str) -> bool:
-    return weights_path(architecture).is_file()
 
 
 # --- training arguments -----------------------------------------------------------------------

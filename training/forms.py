@@ -16,9 +16,10 @@ from django.utils.datastructures import MultiValueDict
 
 from hubsite.models import User
 from training import catalogue
-from training.datasets import upload_too_large_message
+from training.datasets import human_bytes, upload_too_large_message
 from training.models import Dataset, InstanceType, TrainingSession, YoloModel
 from training.sessions import StartRequest
+from training.weights import StartWeights, has_local_weights, start_options, weights_path
 
 NAME_HELP = "Up to 100 characters."
 
@@ -33,9 +34,11 @@ class UploadLimitHandler(FileUploadHandler):
     they pass the limit; nothing reaches the disk. Installed by the upload view before
     the body is read."""
 
+    limit_setting = "DATASET_MAX_UPLOAD_BYTES"
+
     def __init__(self, request: HttpRequest | None = None) -> None:
         super().__init__(request)
-        self.limit: int = settings.DATASET_MAX_UPLOAD_BYTES
+        self.limit: int = getattr(settings, self.limit_setting)
         self.exceeded = False
         self.received = 0  # bytes of every file part of the request, together
 
@@ -73,8 +76,14 @@ class DatasetUploadForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="Defaults to the file name.")
     file = forms.FileField(
         label="Dataset zip",
-        help_text="Ultralytics HUB format: data.yaml, images/ and labels/ with train and val splits.",
+        help_text="Ultralytics HUB format: data.yaml, images/ and labels/ with train and val splits; "
+        "for classification, train/ and val/ with one folder of images per class.",
         widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}),
+    )
+    task = forms.ChoiceField(
+        choices=[("", "Detect from the files"), *Dataset.Task.choices],
+        required=False,
+        help_text="Labels of 9 values fit both segmentation and oriented boxes: choose one of them for those.",
     )
 
     def __init__(self, *args: Any, upload_exceeded: bool = False, **kwargs: Any) -> None:
@@ -114,6 +123,12 @@ class ModelCreateForm(forms.Form):
         required=False,
         help_text="Start from local pretrained weights (offered only when the weights file is on this server).",
     )
+    start_from = forms.ChoiceField(
+        label="Start from",
+        required=False,
+        help_text="Fine-tune one of your models or an uploaded .pt: the new model takes its architecture "
+        "(the Architecture and Pretrained fields above are then ignored) and starts from a copy of its weights.",
+    )
     epochs = forms.IntegerField(initial=100, min_value=1, max_value=catalogue.MAX_EPOCHS)
     imgsz = forms.IntegerField(label="Image size", initial=640, min_value=32, max_value=catalogue.MAX_IMGSZ)
     batch = forms.IntegerField(
@@ -148,7 +163,46 @@ class ModelCreateForm(forms.Form):
         architecture_field.widget.choices = catalogue.architecture_choices(self.architectures, task)
         if "architecture" not in self.initial:
             self.initial["architecture"] = catalogue.default_architecture(task or Dataset.Task.DETECT)
-        self.weights_available = {a.name for a in self.architectures if catalogue.has_local_weights(a.name)}
+        self.weights_available = {a.name for a in self.architectures if has_local_weights(a.name)}
+        self._init_start_weights()
+
+    def _init_start_weights(self) -> None:
+        """Pretrained is the default where this server has the weights; the Start from
+        choices are the owner's models with weights and checked uploads."""
+        if "pretrained" not in self.initial:
+            self.initial["pretrained"] = self.initial["architecture"] in self.weights_available
+        installed = ", ".join(sorted(self.weights_available)) or "none yet (an operator installs them)"
+        self.fields["pretrained"].help_text = f"Start from official pretrained weights. On this server: {installed}."
+        self.start_options = {option.value: option for option in start_options(self.owner)}
+        own = [(o.value, o.label) for o in self.start_options.values() if o.parent is not None]
+        uploaded = [(o.value, o.label) for o in self.start_options.values() if o.parent is None]
+        field = self.fields["start_from"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [
+            ("", "The architecture above (pretrained or from scratch)"),
+            *([("Your models", own)] if own else []),
+            *([("Uploaded weights", uploaded)] if uploaded else []),
+        ]
+
+    def _clean_start_weights(self, cleaned: dict[str, Any]) -> None:
+        """A chosen Start from sets the architecture and turns pretrained off; its task
+        must be the dataset's."""
+        start: StartWeights | None = self.start_options.get(cleaned.get("start_from") or "")
+        cleaned["start"] = start
+        if start is None:
+            return
+        dataset: Dataset | None = cleaned.get("dataset")
+        if dataset is not None and start.task != dataset.task:
+            task = Dataset.Task(start.task).label.lower() if start.task in Dataset.Task.values else start.task
+            self.add_error(
+                "start_from",
+                f"{start.origin} is a {task} model; {dataset.name} is a "
+                f"{dataset.get_task_display().lower()} dataset. Choose weights of the same task.",
+            )
+            return
+        cleaned["architecture"] = start.architecture
+        cleaned["pretrained"] = False
+        self.errors.pop("architecture", None)
 
     def _dataset_task(self) -> str | None:
         """The task of the dataset being chosen (posted, or given by the wizard's step 1)."""
@@ -163,6 +217,7 @@ class ModelCreateForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        self._clean_start_weights(cleaned)
         dataset: Dataset | None = cleaned.get("dataset")
         architecture = next((a for a in self.architectures if a.name == cleaned.get("architecture")), None)
         if dataset is not None and architecture is not None and architecture.task != dataset.task:
@@ -171,7 +226,7 @@ class ModelCreateForm(forms.Form):
             self.add_error(
                 "pretrained",
                 f"No pretrained weights for {architecture.name} on this server "
-                f"(expected {catalogue.weights_path(architecture.name).name} in the weights folder). "
+                f"(expected {weights_path(architecture.name).name} in the weights folder). "
                 "Untick it to train from scratch.",
             )
         base_fields = ("epochs", "imgsz", "batch", "patience", "cache")
@@ -204,6 +259,38 @@ class ModelCreateForm(forms.Form):
                     self.add_error(key, message)
                 else:
                     self.add_error("custom_args", f"{key}: {message}")
+        return cleaned
+
+
+class WeightsUploadLimitHandler(UploadLimitHandler):
+    """The upload guard for weights files: WEIGHTS_MAX_UPLOAD_BYTES."""
+
+    limit_setting = "WEIGHTS_MAX_UPLOAD_BYTES"
+
+
+class WeightsUploadForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False, help_text="Defaults to the file name.")
+    file = forms.FileField(
+        label="Weights (.pt)",
+        help_text="An Ultralytics YOLO checkpoint (best.pt, last.pt, yolo11n.pt, ...).",
+        widget=forms.ClearableFileInput(attrs={"accept": ".pt"}),
+    )
+
+    def __init__(self, *args: Any, upload_exceeded: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.upload_exceeded = upload_exceeded
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        limit = settings.WEIGHTS_MAX_UPLOAD_BYTES
+        upload = cleaned.get("file")
+        if self.upload_exceeded or (upload is not None and upload.size is not None and upload.size > limit):
+            self.errors.pop("file", None)
+            raise forms.ValidationError(
+                f"The file is larger than the {human_bytes(limit)} limit for weights.", code="too_large"
+            )
+        if upload is not None and not cleaned.get("name"):
+            cleaned["name"] = (Path(upload.name or "weights").stem or "weights")[:100]
         return cleaned
 
 

@@ -32,6 +32,8 @@ class Dataset(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=100)
     task = models.CharField(max_length=16, choices=Task.choices, default=Task.DETECT)
+    # The task the owner chose at upload; "" means "detect it from the files" (docs/datasets.md).
+    declared_task = models.CharField(max_length=16, choices=Task.choices, blank=True, default="")
     archive = models.FileField(max_length=300, blank=True)
     archive_size = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROCESSING)
@@ -55,6 +57,14 @@ class Dataset(models.Model):
         return f"datasets/{self.owner_id}/{self.uid}"
 
 
+class StartKind(models.TextChoices):
+    """Where a model's starting weights come from when they are not the architecture's
+    own pretrained weights (blank: pretrained or from scratch, see ``YoloModel.pretrained``)."""
+
+    MODEL = "model", "One of your models"
+    UPLOAD = "upload", "Uploaded weights"
+
+
 class YoloModel(models.Model):
     """The user's YOLO model (an architecture, a dataset and training arguments)."""
 
@@ -64,6 +74,18 @@ class YoloModel(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="yolo_models")
     architecture = models.CharField(max_length=40)  # a model YAML stem shipped by ultralytics, e.g. "yolo11n"
     pretrained = models.BooleanField(default=False)
+    # Starting weights other than the architecture's pretrained ones (docs/weights.md): a copy
+    # under this model's prefix of another model's weights or of a checked upload, so
+    # retraining or deleting where they came from never changes them.
+    start_kind = models.CharField(max_length=16, choices=StartKind.choices, blank=True)
+    start_weights = models.FileField(max_length=300, blank=True)
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="fine_tuned_models"
+    )
+    # Where the weights came from, as the user saw it then: the parent's or the file's name...
+    start_origin = models.CharField(max_length=255, blank=True)
+    # ... and which weights: "best weights, epoch 12", "yolo11n, 3 classes".
+    start_description = models.CharField(max_length=200, blank=True)
     # Validated ultralytics training arguments: epochs, imgsz, batch, patience, cache, plus extras.
     train_args = models.JSONField(default=dict, blank=True)
     # The newest resumable checkpoint (last.pt with optimizer) and the best weights so far.
@@ -88,6 +110,17 @@ class YoloModel(models.Model):
     @property
     def target_epochs(self) -> int:
         return int(self.train_args.get("epochs", 100))
+
+    @property
+    def lineage(self) -> str:
+        """Where training starts from, in words (the model page adds a link to a parent)."""
+        if self.start_kind == StartKind.MODEL:
+            return f"Fine-tuned from {self.start_origin} ({self.start_description})"
+        if self.start_kind == StartKind.UPLOAD:
+            return f"Fine-tuned from the uploaded file {self.start_origin} ({self.start_description})"
+        if self.pretrained:
+            return f"Pretrained weights ({self.architecture}.pt, official Ultralytics)"
+        return "From scratch (no starting weights)"
 
 
 class InstanceType(models.Model):
@@ -215,6 +248,44 @@ class EpochRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} epoch {self.epoch}"
+
+
+class WeightsUpload(models.Model):
+    """A .pt file a user uploaded to start models from. It is checked on a light worker
+    (``training.weights.task``); only the checkpoint that check writes is ever trained from."""
+
+    class Status(models.TextChoices):
+        PROCESSING = "processing", "Checking"
+        READY = "ready", "Ready"
+        INVALID = "invalid", "Refused"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="weights_uploads")
+    name = models.CharField(max_length=100)
+    file_name = models.CharField(max_length=255)  # as uploaded, shown only; never a path
+    upload = models.FileField(max_length=300, blank=True)  # the file as uploaded, until it is checked
+    size = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROCESSING)
+    error = models.TextField(blank=True)
+    # What the check found, and the checkpoint it wrote.
+    task = models.CharField(max_length=16, choices=Dataset.Task.choices, blank=True)
+    architecture = models.CharField(max_length=40, blank=True)
+    class_names = models.JSONField(default=list, blank=True)
+    weights = models.FileField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+        verbose_name = "uploaded weights"
+        verbose_name_plural = "uploaded weights"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"weights/{self.owner_id}/{self.uid}"
 
 
 class Export(models.Model):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training.views import datasets, exports, home, models, train
+from training.views import datasets, exports, home, models, train, weights
 
 app_name = "training"
 urlpatterns = [
@@ -12,6 +12,7 @@ urlpatterns = [
     path("datasets/<uuid:uid>/", datasets.dataset_detail, name="dataset_detail"),
     path("datasets/<uuid:uid>/rename/", datasets.dataset_rename, name="dataset_rename"),
     path("datasets/<uuid:uid>/delete/", datasets.dataset_delete, name="dataset_delete"),
+    path("datasets/<uuid:uid>/validate/", datasets.dataset_validate_again, name="dataset_validate_again"),
     path("datasets/<uuid:uid>/download/", datasets.dataset_download, name="dataset_download"),
     path("datasets/<uuid:uid>/samples/<int:index>.jpg", datasets.dataset_sample, name="dataset_sample"),
     path("models/", models.model_list, name="model_list"),
@@ -29,4 +30,8 @@ urlpatterns = [
     path("models/<uuid:uid>/train/charts/", train.charts, name="train_charts"),
     path("models/<uuid:uid>/exports/<str:export_format>/", exports.export, name="export"),
     path("models/<uuid:uid>/exports/<str:export_format>/download/", exports.export_download, name="export_download"),
+    path("weights/", weights.weights_list, name="weights_list"),
+    path("weights/upload/", weights.weights_upload, name="weights_upload"),
+    path("weights/<uuid:uid>/", weights.weights_detail, name="weights_detail"),
+    path("weights/<uuid:uid>/delete/", weights.weights_delete, name="weights_delete"),
 ]

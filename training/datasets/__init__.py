@@ -1,15 +1,18 @@
 """Datasets: upload, safe extraction, full validation, storage and the worker's local copy.
 
-A dataset is a zip in the Ultralytics HUB format: a ``data.yaml`` at the root of
-the zip or inside its one top folder, ``images/`` and ``labels/`` with ``train``
-and ``val`` splits (``test`` optional), YOLO label files (``class x y w h``,
-normalised to 0..1). Every problem found becomes a :class:`Problem`: which file,
-which line, what to do, in plain words.
+A dataset is a zip in the Ultralytics HUB format for one of the five tasks: a
+``data.yaml`` at the root of the zip or inside its one top folder, ``images/`` and
+``labels/`` with ``train`` and ``val`` splits (``test`` optional) and YOLO label files
+(detection boxes, segmentation polygons, pose keypoints, oriented boxes); or, for
+classification, ``train/`` and ``val/`` folders with one folder of images per class.
+The task is read from the files or chosen at upload (``task_choice``). Every problem
+found becomes a :class:`Problem`: which file, which line, what to do, in plain words.
 
-Imports run one way: ``services`` -> ``task`` -> ``checks`` -> ``spec``/``labels``
--> ``limits``/``problems``, with ``archive``, ``storage``, ``cache`` and ``samples``
-beside them. Nothing here imports ultralytics; the validation task reaches its checks
-through ``training.yolo.dataset_check`` on the worker.
+Imports run one way: ``services`` -> ``task`` -> ``checks`` -> ``classify``/
+``task_choice`` -> ``report`` -> ``spec``/``labels`` -> ``limits``/``problems``, with
+``archive``, ``storage``, ``cache`` and ``samples`` beside them. Nothing here imports
+ultralytics; the validation task reaches its checks through
+``training.yolo.dataset_check`` on the worker.
 """
 
 from training.datasets.archive import (
@@ -35,11 +38,13 @@ from training.datasets.problems import DatasetError, Problem
 from training.datasets.samples import class_colour, render_sample
 from training.datasets.services import (
     DEMO_DATASET_NAME,
+    DEMO_SEGMENTATION_DATASET_NAME,
     DatasetInUseError,
     create_dataset,
-    create_demo_dataset,
+    create_demo_datasets,
     delete_dataset,
     rename_dataset,
+    validate_again,
 )
 from training.datasets.spec import DatasetSpec, find_data_yaml, read_spec, training_yaml_text
 from training.datasets.storage import (
@@ -56,6 +61,7 @@ __all__ = [
     "CACHE_MARKER",
     "CACHE_SIZE_FILE",
     "DEMO_DATASET_NAME",
+    "DEMO_SEGMENTATION_DATASET_NAME",
     "IMAGE_SUFFIXES",
     "MAX_PROBLEMS",
     "CentralDirectory",
@@ -71,7 +77,7 @@ __all__ = [
     "class_colour",
     "count_directory_entries",
     "create_dataset",
-    "create_demo_dataset",
+    "create_demo_datasets",
     "delete_dataset",
     "delete_prefix",
     "download_archive",
@@ -94,6 +100,7 @@ __all__ = [
     "storage_put",
     "training_yaml_text",
     "upload_too_large_message",
+    "validate_again",
     "validate_dataset",
     "validate_extracted",
 ]

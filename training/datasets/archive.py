@@ -23,6 +23,9 @@ from training.datasets.problems import DatasetError, Problem, dataset_error
 
 # Entries that archivers add and nobody means to upload: skipped, never extracted.
 JUNK_PARTS = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db"})
+# Ultralytics' label and image-list caches (labels/train.cache, train.cache) are pickles that
+# it unpickles on the training worker without restriction: never extracted, it rebuilds them.
+PICKLED_CACHE_SUFFIX = ".cache"
 # Compression-ratio checks apply to entries at least this large (tiny files compress oddly).
 RATIO_MIN_BYTES = 1024 * 1024
 CHUNK = 1024 * 1024
@@ -53,7 +56,9 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
 
 
 def _is_junk(path: PurePosixPath) -> bool:
-    return any(part in JUNK_PARTS or part.startswith("._") for part in path.parts)
+    return path.suffix.lower() == PICKLED_CACHE_SUFFIX or any(
+        part in JUNK_PARTS or part.startswith("._") for part in path.parts
+    )
 
 
 # The zip's end records (PKWARE APPNOTE 4.3.14-4.3.16) and central directory headers (4.3.12).

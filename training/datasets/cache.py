@@ -14,11 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from django.conf import settings
 
 from training.datasets.archive import extract_archive
-from training.datasets.spec import read_spec, training_yaml_text
+from training.datasets.problems import dataset_error
+from training.datasets.spec import read_spec, relative_name, training_yaml_text
 from training.datasets.storage import download_archive
+from training.datasets.task_choice import find_classify_root
 from training.models import Dataset
 
 CACHE_MARKER = "hubsite-data.yaml"  # present once an entry is complete; its mtime is the entry's last use
@@ -27,9 +30,12 @@ CACHE_SIZE_FILE = "hubsite-size"  # the entry's extracted bytes
 
 @contextmanager
 def local_copy(dataset: Dataset, cache_root: Path) -> Iterator[Path]:
-    """The dataset extracted under ``cache_root/<uid>/`` with a clean data.yaml holding
-    absolute paths; yields that data.yaml's path. The entry cannot be evicted while the
-    block runs (a shared lock on ``cache_root/<uid>.lock``, honoured by every process).
+    """The dataset extracted under ``cache_root/<uid>/``; yields what ultralytics takes as
+    ``data=`` for the dataset's task: for detect, segment, pose and obb the path of a
+    clean data.yaml holding absolute paths (with kpt_shape and flip_idx for pose), for
+    classify the absolute path of the folder holding train/ and val/. The entry cannot
+    be evicted while the block runs (a shared lock on ``cache_root/<uid>.lock``,
+    honoured by every process).
 
     Extracted once per dataset uid: into a temporary folder, then renamed into place,
     so a crash never leaves a half copy that looks finished. Same safety checks as
@@ -41,10 +47,10 @@ def local_copy(dataset: Dataset, cache_root: Path) -> Iterator[Path]:
     lock = _lock(_entry_lock_path(cache_root, str(dataset.uid)), fcntl.LOCK_SH)
     assert lock is not None  # a blocking lock is always acquired
     try:
-        data_yaml, created = _cached_or_extracted(dataset, cache_root)
+        marker, created = _cached_or_extracted(dataset, cache_root)
         if created:
             evict_cache(cache_root, settings.DATASET_CACHE_MAX_BYTES)
-        yield data_yaml
+        yield _training_data(marker, dataset)
     finally:
         os.close(lock)
 
@@ -52,8 +58,27 @@ def local_copy(dataset: Dataset, cache_root: Path) -> Iterator[Path]:
 def prepare_local_copy(dataset: Dataset, cache_root: Path) -> Path:
     """:func:`local_copy` without holding the entry: a later eviction may remove it, so
     a process that trains on it should use ``local_copy`` for the whole run."""
-    with local_copy(dataset, cache_root) as data_yaml:
-        return data_yaml
+    with local_copy(dataset, cache_root) as data:
+        return data
+
+
+def _training_data(marker: Path, dataset: Dataset) -> Path:
+    """The marker itself (a data.yaml), or for classification the folder it names."""
+    if dataset.task != Dataset.Task.CLASSIFY:
+        return marker
+    return Path(yaml.safe_load(marker.read_text(encoding="utf-8"))["path"])
+
+
+def _marker_text(dataset: Dataset, content: Path, location: Path) -> str:
+    """The cache marker's text: the training data.yaml, or for classification a YAML
+    naming the folder that holds train/ (where it will be once the entry is in place)."""
+    if dataset.task != Dataset.Task.CLASSIFY:
+        return training_yaml_text(read_spec(content), content, location=location)
+    root = find_classify_root(content.resolve())
+    if root is None:
+        raise dataset_error("The classification dataset has no train/ folder.")
+    path = os.path.normpath(location / relative_name(root, content.resolve()))
+    return yaml.safe_dump({"task": "classify", "path": path})
 
 
 def _cached_or_extracted(dataset: Dataset, cache_root: Path) -> tuple[Path, bool]:
@@ -69,9 +94,8 @@ def _cached_or_extracted(dataset: Dataset, cache_root: Path) -> tuple[Path, bool
         content.mkdir()
         size = extract_archive(archive, content)
         archive.unlink()
-        spec = read_spec(content)
         # Paths are written for the final location, so the copy is ready once renamed.
-        text = training_yaml_text(spec, content, location=final / "content")
+        text = _marker_text(dataset, content, final / "content")
         (work / CACHE_SIZE_FILE).write_text(str(size), encoding="ascii")
         (work / CACHE_MARKER).write_text(text, encoding="utf-8")
         try:

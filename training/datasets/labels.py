@@ -25,6 +25,8 @@ COORD_TOLERANCE = 1e-3
 MAX_PROBLEMS_PER_FILE = 20
 # Box lines per label file (the byte limit DATASET_MAX_LABEL_BYTES comes first in practice).
 MAX_LABEL_LINES = 100_000
+# A polygon or oriented box enclosing less (in normalised units) encloses nothing.
+MIN_POLYGON_AREA = 1e-12
 Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs in images too (PIL raises beyond 2x this)
 
 
@@ -54,18 +56,69 @@ def iter_images(folder: Path) -> Iterator[Path]:
 
 @dataclass
 class LabelRow:
+    """One label line: its class and bounding box (normalised), with the polygon's or the
+    oriented box's corners (segment, obb) or the keypoints (pose) when the task has them."""
+
     class_id: int
     x: float
     y: float
     w: float
     h: float
+    points: tuple[tuple[float, float], ...] = ()
+    keypoints: tuple[tuple[float, float, float], ...] = ()  # x, y, visibility (2 when there is none)
+
+
+@dataclass(frozen=True)
+class LabelFormat:
+    """What a label line holds for a task (``Dataset.Task`` values)."""
+
+    task: str = "detect"
+    keypoints: tuple[int, int] | None = None  # pose: kpt_shape
+
+    def expected_values(self) -> str:
+        """What each line must hold, in words."""
+        if self.task == "segment":
+            return "a segmentation label is the class and at least 3 points: class x1 y1 x2 y2 x3 y3 ..."
+        if self.task == "obb":
+            return "an oriented-box label needs 9: class x1 y1 x2 y2 x3 y3 x4 y4 (the four corners)"
+        if self.task == "pose" and self.keypoints is not None:
+            count, dims = self.keypoints
+            each = "x y visibility" if dims == 3 else "x y"
+            return (
+                f"with kpt_shape [{count}, {dims}] a pose label needs {5 + count * dims}: "
+                f"class x_center y_center width height, then {count} keypoint(s) of {each}"
+            )
+        return "a detection label needs 5: class x_center y_center width height"
+
+    def fits(self, value_count: int) -> bool:
+        if self.task == "segment":
+            return value_count >= 7 and value_count % 2 == 1
+        if self.task == "obb":
+            return value_count == 9
+        if self.task == "pose" and self.keypoints is not None:
+            return value_count == 5 + self.keypoints[0] * self.keypoints[1]
+        return value_count == 5
+
+
+DETECT = LabelFormat()
+
+
+def line_shape(value_count: int) -> str | None:
+    """What a label line of this many values looks like to a reader, if anything."""
+    if value_count == 5:
+        return "a detection box"
+    if value_count == 9:
+        return "an oriented box or a 4-point polygon"
+    if value_count >= 7 and value_count % 2 == 1:
+        return f"a polygon of {(value_count - 1) // 2} points"
+    return None
 
 
 def parse_label_file(
-    path: Path, rel: str, class_count: int, limits: Limits | None = None
+    path: Path, rel: str, class_count: int, limits: Limits | None = None, label_format: LabelFormat = DETECT
 ) -> tuple[list[LabelRow], list[Problem]]:
-    """Parse a detection label file line by line, saying what is wrong with each bad line
-    (up to MAX_PROBLEMS_PER_FILE of them)."""
+    """Parse a label file line by line for the task of ``label_format``, saying what is
+    wrong with each bad line (up to MAX_PROBLEMS_PER_FILE of them)."""
     limits = limits or Limits.from_settings()
     rows: list[LabelRow] = []
     problems: list[Problem] = []
@@ -77,7 +130,6 @@ def parse_label_file(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         return rows, [Problem("This label file is not UTF-8 text. Save it as plain text.", rel)]
-    last_class = class_count - 1
     for number, line in enumerate(io.StringIO(text, newline=None), start=1):
         if number > MAX_LABEL_LINES:
             problems.append(Problem(f"This label file has more than {MAX_LABEL_LINES:,} lines.", rel, number))
@@ -88,56 +140,106 @@ def parse_label_file(
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 5:
-            hint = (
-                " It looks like a segmentation polygon; only detection datasets are supported so far."
-                if len(fields) > 6 and len(fields) % 2 == 1
-                else ""
-            )
-            problems.append(
-                Problem(
-                    f"This line has {len(fields)} values; a detection label needs 5: "
-                    f"class x_center y_center width height.{hint}",
-                    rel,
-                    number,
-                )
-            )
-            continue
-        try:
-            values = [float(value) for value in fields]
-        except ValueError:
-            bad = next(value for value in fields if not _is_number(value))
-            problems.append(
-                Problem(f"'{bad}' is not a number. Every value on a label line must be a number.", rel, number)
-            )
-            continue
-        if not all(math.isfinite(value) for value in values):
-            problems.append(Problem("This line holds an infinite or NaN value.", rel, number))
-            continue
-        class_value = values[0]
-        if class_value != int(class_value) or not 0 <= class_value <= last_class:
-            problems.append(
-                Problem(
-                    f"Class {fields[0]} is not one of the {class_count} classes in data.yaml "
-                    f"(0 to {last_class}). Fix the class number or add the class to names:.",
-                    rel,
-                    number,
-                )
-            )
-            continue
-        coords = values[1:]
-        if any(value < -COORD_TOLERANCE or value > 1 + COORD_TOLERANCE for value in coords):
-            problems.append(
-                Problem(
-                    "The box coordinates must be between 0 and 1 (normalised by the image width and height); "
-                    f"this line has {' '.join(fields[1:])}.",
-                    rel,
-                    number,
-                )
-            )
-            continue
-        rows.append(LabelRow(int(class_value), *coords))
+        row_or_message = _parse_line(fields, class_count, label_format)
+        if isinstance(row_or_message, str):
+            problems.append(Problem(row_or_message, rel, number))
+        else:
+            rows.append(row_or_message)
     return rows, problems
+
+
+def _parse_line(fields: list[str], class_count: int, label_format: LabelFormat) -> LabelRow | str:
+    """The line's row, or what is wrong with it."""
+    if not label_format.fits(len(fields)):
+        return _count_message(len(fields), label_format)
+    try:
+        values = [float(value) for value in fields]
+    except ValueError:
+        bad = next(value for value in fields if not _is_number(value))
+        return f"'{bad}' is not a number. Every value on a label line must be a number."
+    if not all(math.isfinite(value) for value in values):
+        return "This line holds an infinite or NaN value."
+    class_value, last_class = values[0], class_count - 1
+    if class_value != int(class_value) or not 0 <= class_value <= last_class:
+        return (
+            f"Class {fields[0]} is not one of the {class_count} classes in data.yaml "
+            f"(0 to {last_class}). Fix the class number or add the class to names:."
+        )
+    class_id = int(class_value)
+    if label_format.task in ("segment", "obb"):
+        return _polygon_row(class_id, values[1:], label_format.task)
+    box = values[1:5]
+    if any(not _normalised(value) for value in box):
+        return (
+            "The box coordinates must be between 0 and 1 (normalised by the image width and height); "
+            f"this line has {' '.join(fields[1:5])}."
+        )
+    if label_format.task == "pose" and label_format.keypoints is not None:
+        return _pose_row(class_id, box, values[5:], label_format.keypoints[1])
+    x, y, w, h = box
+    return LabelRow(class_id, x, y, w, h)
+
+
+def _count_message(count: int, label_format: LabelFormat) -> str:
+    shape = line_shape(count)
+    if label_format.task == "segment" and count >= 7 and count % 2 == 0:
+        return f"This line has {count} values, so its points are not whole x y pairs; {label_format.expected_values()}."
+    if label_format.task == "segment" and count in (3, 5):
+        shape = "fewer than 3 points" if count == 3 else "a detection box, or a polygon of only 2 points"
+    if label_format.task == "pose" and label_format.keypoints is not None:
+        dims = label_format.keypoints[1]
+        shape = f"a box and {(count - 5) // dims} keypoint(s)" if count > 5 and (count - 5) % dims == 0 else None
+    described = f" ({shape})" if shape else ""
+    return f"This line has {count} values{described}; {label_format.expected_values()}."
+
+
+def _normalised(value: float) -> bool:
+    return -COORD_TOLERANCE <= value <= 1 + COORD_TOLERANCE
+
+
+def _polygon_row(class_id: int, coords: list[float], task: str) -> LabelRow | str:
+    points = tuple(zip(coords[0::2], coords[1::2], strict=True))
+    what = "corner" if task == "obb" else "point"
+    for index, (x, y) in enumerate(points, start=1):
+        if not (_normalised(x) and _normalised(y)):
+            return (
+                f"The {what}s must be between 0 and 1 (normalised by the image width and height); "
+                f"{what} {index} is {_number(x)} {_number(y)}."
+            )
+    if abs(_shoelace_area(points)) < MIN_POLYGON_AREA:
+        shape = "four corners" if task == "obb" else "polygon's points"
+        return f"The {shape} enclose no area (they lie on one line or on one point)."
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    left, right, top, bottom = min(xs), max(xs), min(ys), max(ys)
+    return LabelRow(class_id, (left + right) / 2, (top + bottom) / 2, right - left, bottom - top, points=points)
+
+
+def _pose_row(class_id: int, box: list[float], values: list[float], dims: int) -> LabelRow | str:
+    keypoints: list[tuple[float, float, float]] = []
+    for index in range(len(values) // dims):
+        x, y = values[index * dims], values[index * dims + 1]
+        visibility = values[index * dims + 2] if dims == 3 else 2.0
+        if dims == 3 and visibility not in (0, 1, 2):
+            return (
+                f"Keypoint {index} has visibility {_number(visibility)}; it must be 0 (not labelled), "
+                "1 (labelled but hidden) or 2 (visible)."
+            )
+        if not (_normalised(x) and _normalised(y)):
+            return (
+                f"Keypoint {index} is at {_number(x)} {_number(y)}; keypoint coordinates must be between 0 and 1 "
+                "(normalised by the image width and height; use 0 0 for a keypoint that is not labelled)."
+            )
+        keypoints.append((x, y, visibility))
+    x, y, w, h = box
+    return LabelRow(class_id, x, y, w, h, keypoints=tuple(keypoints))
+
+
+def _shoelace_area(points: tuple[tuple[float, float], ...]) -> float:
+    return 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True))
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
 
 
 def _is_number(value: str) -> bool:

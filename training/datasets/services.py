@@ -27,12 +27,19 @@ class DatasetInUseError(Exception):
         self.names = names
 
 
-def create_dataset(owner: User, name: str, upload: IO[bytes], *, validate_now: bool = False) -> Dataset:
+def create_dataset(owner: User, name: str, upload: IO[bytes], *, task: str = "", validate_now: bool = False) -> Dataset:
     """Store the uploaded zip under the new dataset's prefix and queue its validation
-    (or, with ``validate_now``, validate it in this process before returning).
+    (or, with ``validate_now``, validate it in this process before returning). ``task``
+    is the task the owner chose ("" to detect it from the files).
 
     The file goes to storage first; if the row cannot be saved, the file is removed."""
-    dataset = Dataset(owner=owner, name=name, task=Dataset.Task.DETECT, status=Dataset.Status.PROCESSING)
+    dataset = Dataset(
+        owner=owner,
+        name=name,
+        task=task or Dataset.Task.DETECT,
+        declared_task=task,
+        status=Dataset.Status.PROCESSING,
+    )
     key = storage_put(archive_key(dataset), upload)
     try:
         with transaction.atomic():
@@ -51,17 +58,40 @@ def create_dataset(owner: User, name: str, upload: IO[bytes], *, validate_now: b
 
 
 DEMO_DATASET_NAME = "Shapes (demo)"
+DEMO_SEGMENTATION_DATASET_NAME = "Shapes segmentation (demo)"
 
 
-def create_demo_dataset(owner: User) -> Dataset:
-    """The demo's ready dataset: synthetic shapes (64 train, 16 val images, 128 px), made once."""
-    existing = Dataset.objects.filter(owner=owner, name=DEMO_DATASET_NAME).first()
+def create_demo_datasets(owner: User) -> list[Dataset]:
+    """The demo's ready datasets, each made once: synthetic shapes for detection and for
+    segmentation (64 train, 16 val images, 128 px)."""
+    return [
+        _demo_dataset(owner, DEMO_DATASET_NAME, Dataset.Task.DETECT),
+        _demo_dataset(owner, DEMO_SEGMENTATION_DATASET_NAME, Dataset.Task.SEGMENT),
+    ]
+
+
+def _demo_dataset(owner: User, name: str, task: str) -> Dataset:
+    existing = Dataset.objects.filter(owner=owner, name=name).first()
     if existing is not None:
         return existing
     with tempfile.TemporaryDirectory(prefix="hubsite-demo-") as work:
-        path = write_synthetic_dataset(Path(work) / "shapes.zip", train_images=64, val_images=16, image_size=128)
+        path = write_synthetic_dataset(
+            Path(work) / "shapes.zip", train_images=64, val_images=16, image_size=128, task=task
+        )
         with open(path, "rb") as upload:
-            return create_dataset(owner, DEMO_DATASET_NAME, upload, validate_now=True)
+            return create_dataset(owner, name, upload, task=task, validate_now=True)
+
+
+def validate_again(dataset: Dataset, task: str) -> bool:
+    """Queue another validation of an invalid dataset's files as ``task``; False (and
+    nothing changes) when the dataset is not invalid any more."""
+    with transaction.atomic():
+        changed = Dataset.objects.filter(pk=dataset.pk, status=Dataset.Status.INVALID).update(
+            status=Dataset.Status.PROCESSING, declared_task=task, task=task, errors=[], stats={}, class_names=[]
+        )
+        if changed:
+            send_on_commit(validate_dataset, dataset.pk)
+    return bool(changed)
 
 
 def rename_dataset(dataset: Dataset, name: str) -> None:

@@ -17,6 +17,8 @@ YAML_SUFFIXES = (".yaml", ".yml")
 SPLITS = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "val")
 MAX_CLASS_NAME_LENGTH = 200
+# Keypoints per instance a pose dataset may declare (COCO has 17, whole-body sets 133).
+MAX_KEYPOINTS = 512
 
 
 @dataclass
@@ -28,23 +30,36 @@ class DatasetSpec:
     splits: dict[str, list[str]] = field(default_factory=dict)  # split -> folders relative to the top
     names: list[str] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    keypoints: tuple[int, int] | None = None  # pose: kpt_shape (keypoints per instance, 2 or 3 values each)
+    flip_idx: list[int] | None = None  # pose: which keypoint each one becomes in a left-right flip
+
+
+def _yamls_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in YAML_SUFFIXES)
+
+
+def _yaml_candidates(top: Path) -> list[Path]:
+    candidates = _yamls_in(top)
+    if not candidates:
+        folders = [p for p in top.iterdir() if p.is_dir()]
+        if len(folders) == 1:
+            candidates = _yamls_in(folders[0])
+    return candidates
+
+
+def has_data_yaml(top: Path) -> bool:
+    """Whether :func:`find_data_yaml` has a YAML file to look at."""
+    return bool(_yaml_candidates(top))
 
 
 def find_data_yaml(top: Path) -> Path:
     """data.yaml at the top, or inside the single top folder (as Ultralytics HUB accepts)."""
-
-    def yamls_in(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in YAML_SUFFIXES)
-
-    candidates = yamls_in(top)
-    if not candidates:
-        folders = [p for p in top.iterdir() if p.is_dir()]
-        if len(folders) == 1:
-            candidates = yamls_in(folders[0])
+    candidates = _yaml_candidates(top)
     if not candidates:
         raise dataset_error(
             "No data.yaml was found at the root of the zip or in its single top folder. Add a data.yaml with "
-            "train:, val: and names: next to the images/ and labels/ folders."
+            "train:, val: and names: next to the images/ and labels/ folders. (A classification dataset needs "
+            "no data.yaml: it holds train/ and val/ folders with one folder of images per class.)"
         )
     if len(candidates) > 1:
         preferred = [p for p in candidates if p.name.lower() in ("data.yaml", "data.yml")]
@@ -140,6 +155,55 @@ def _parse_names(data: dict[str, Any], yaml_name: str, limits: Limits) -> list[s
     return result
 
 
+def _parse_keypoints(data: dict[str, Any], yaml_name: str) -> tuple[tuple[int, int] | None, list[int] | None]:
+    """kpt_shape and flip_idx, checked: [K, 2 or 3] with 1 <= K <= MAX_KEYPOINTS, and
+    flip_idx a permutation of 0..K-1 (each keypoint names its mirror image)."""
+    shape, flip = data.get("kpt_shape"), data.get("flip_idx")
+    if shape is None:
+        if flip is not None:
+            raise dataset_error(
+                "data.yaml has flip_idx but no kpt_shape. A pose dataset declares kpt_shape: [keypoints, 2 or 3]; "
+                "other datasets have no flip_idx.",
+                yaml_name,
+            )
+        return None, None
+    example = "e.g. kpt_shape: [17, 3] for 17 keypoints of x y visibility, or [4, 2] for 4 of x y"
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(value, int) and not isinstance(value, bool) for value in shape)
+    ):
+        raise dataset_error(f"'kpt_shape: {str(shape)[:50]}' must be two whole numbers, {example}.", yaml_name)
+    count, dims = shape
+    if not 1 <= count <= MAX_KEYPOINTS:
+        raise dataset_error(
+            f"'kpt_shape: {shape}' declares {count} keypoints; a pose dataset has 1 to {MAX_KEYPOINTS}.", yaml_name
+        )
+    if dims not in (2, 3):
+        raise dataset_error(
+            f"The second number of 'kpt_shape: {shape}' must be 2 (x y) or 3 (x y visibility), {example}.",
+            yaml_name,
+        )
+    if flip is None:
+        return (count, dims), None
+    if not isinstance(flip, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in flip):
+        raise dataset_error("'flip_idx:' must be a list of keypoint numbers, e.g. [0, 2, 1].", yaml_name)
+    if len(flip) != count:
+        raise dataset_error(
+            f"'flip_idx:' lists {len(flip)} keypoints but kpt_shape declares {count}; it needs one entry per "
+            "keypoint: the number of the keypoint it becomes when the image is mirrored.",
+            yaml_name,
+        )
+    if sorted(flip) != list(range(count)):
+        missing = sorted(set(range(count)) - set(flip))
+        raise dataset_error(
+            f"'flip_idx:' must list each keypoint number from 0 to {count - 1} exactly once; "
+            f"{', '.join(map(str, missing[:10]))} {'is' if len(missing) == 1 else 'are'} missing.",
+            yaml_name,
+        )
+    return (count, dims), flip
+
+
 def read_spec(top: Path, limits: Limits | None = None) -> DatasetSpec:
     """Find, parse and check data.yaml under the extraction dir ``top``."""
     limits = limits or Limits.from_settings()
@@ -173,6 +237,7 @@ def read_spec(top: Path, limits: Limits | None = None) -> DatasetSpec:
 
     spec = DatasetSpec(yaml_file=yaml_name, root=".")
     spec.names = _parse_names(data, yaml_name, limits)
+    spec.keypoints, spec.flip_idx = _parse_keypoints(data, yaml_name)
 
     base = yaml_path.parent
     raw_path = data.get("path")
@@ -270,4 +335,8 @@ def training_yaml_text(spec: DatasetSpec, top: Path, *, location: Path | None = 
         paths = [absolute(folder) for folder in folders]
         data[split] = paths[0] if len(paths) == 1 else paths
     data["names"] = dict(enumerate(spec.names))
+    if spec.keypoints is not None:
+        data["kpt_shape"] = list(spec.keypoints)
+        if spec.flip_idx is not None:
+            data["flip_idx"] = list(spec.flip_idx)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1_000_000)

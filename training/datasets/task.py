@@ -19,8 +19,10 @@ from hubsite.jobs import light_actor
 from training.datasets.archive import extract_archive
 from training.datasets.checks import MAX_PROBLEMS, validate_extracted
 from training.datasets.problems import DatasetError, Problem
+from training.datasets.report import Validation
 from training.datasets.samples import render_sample
 from training.datasets.storage import download_archive, sample_key, storage_put
+from training.datasets.task_choice import AmbiguousTaskError
 from training.models import Dataset
 
 logger = logging.getLogger(__name__)
@@ -41,8 +43,12 @@ def run_validation(dataset_id: int) -> str | None:
     if dataset is None:
         return None
     omitted = 0
+    stats: dict[str, object]
     try:
         stats, problems, omitted = _check(dataset)
+    except AmbiguousTaskError as error:
+        # The detail page offers to validate the files again as each of these tasks.
+        stats, problems = {"task_choices": list(error.choices)}, error.problems
     except DatasetError as error:
         stats, problems = {}, error.problems
     except Exception:
@@ -58,7 +64,7 @@ def run_validation(dataset_id: int) -> str | None:
         errors=errors,
         stats=stats,
         class_names=stats.get("classes", []),
-        task=Dataset.Task.DETECT,
+        task=stats.get("task") or dataset.declared_task or dataset.task,
     )
     return str(status) if changed else None
 
@@ -72,12 +78,27 @@ def _check(dataset: Dataset) -> tuple[dict[str, object], list[Problem], int]:
         content.mkdir()
         extract_archive(archive, content)
         archive.unlink()
-        result = validate_extracted(content, dataset_check)
+        result = validate_extracted(content, dataset_check, dataset.declared_task)
         stats = result.stats()
         if result.ok:
-            samples = []
-            for index, (image, split, rows) in enumerate(result.samples):
-                key = storage_put(sample_key(dataset, index), render_sample(image, rows, result.spec.names))
-                samples.append({"index": index, "split": split, "name": image.name, "boxes": len(rows), "key": key})
-            stats["samples"] = samples
+            stats["samples"] = _store_samples(dataset, result)
         return stats, result.problems, result.omitted
+
+
+def _store_samples(dataset: Dataset, result: Validation) -> list[dict[str, object]]:
+    samples: list[dict[str, object]] = []
+    names = result.spec.names
+    for index, sample in enumerate(result.samples):
+        picture = render_sample(sample.image, sample.rows, names, task=result.task, class_id=sample.class_id)
+        key = storage_put(sample_key(dataset, index), picture)
+        samples.append(
+            {
+                "index": index,
+                "split": sample.split,
+                "name": sample.image.name,
+                "boxes": len(sample.rows),
+                "class": names[sample.class_id] if sample.class_id is not None else None,
+                "key": key,
+            }
+        )
+    return samples

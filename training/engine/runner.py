@@ -45,9 +45,10 @@ from django.utils import timezone
 
 from billing import services as billing
 from training import sessions, task_metrics
-from training.catalogue import shipped_architectures, weights_path
+from training.catalogue import shipped_architectures
 from training.datasets import local_copy
 from training.models import EpochRecord, TrainingSession, YoloModel
+from training.weights import weights_path
 from training.yolo import trainer as trainer_setup
 
 logger = logging.getLogger(__name__)
@@ -528,7 +529,7 @@ def _fit(state: RunState, session: TrainingSession, data_yaml: Path, work_dir: P
         weights: Path | str = prepare_resume_checkpoint(model, session.target_epochs, work_dir / "resume" / "last.pt")
         overrides = {**overrides, "resume": str(weights)}
     else:
-        weights = initial_weights(model)
+        weights = initial_weights(model, work_dir / "start" / "weights.pt")
         overrides = {**training_arguments(model, session), **overrides}
     yolo = trainer_setup.build(weights, EpochCallbacks(state, session, snapshot_dir))
     state.check()
@@ -576,13 +577,24 @@ def _upload_copy(path: Path, name: str) -> str:
         return default_storage.save(name, File(handle))
 
 
-def initial_weights(model: YoloModel) -> Path | str:
-    """Shipped weights, else the architecture's YAML; only names in the catalogue
-    (the model form checks them too) become a file name."""
+def initial_weights(model: YoloModel, local_copy_path: Path) -> Path | str:
+    """What a fresh run starts from, in order: the model's own starting weights (its
+    copy of another model's weights or of a checked upload, fetched to
+    ``local_copy_path``), the installed pretrained weights when the model asked for
+    them, else the architecture's YAML (from scratch). Only names in the catalogue
+    (the model form checks them too) become a file name; nothing is downloaded."""
     if model.architecture not in {architecture.name for architecture in shipped_architectures()}:
         raise ValueError(f"{model.architecture!r} is not an architecture this site offers")
-    if model.pretrained and weights_path(model.architecture).is_file():
-        return weights_path(model.architecture)
+    if model.start_weights:
+        return download(model.start_weights.name or "", local_copy_path)
+    if model.pretrained:
+        path = weights_path(model.architecture)
+        if not path.is_file():
+            raise ValueError(
+                f"the pretrained weights for {model.architecture} are not installed on this worker "
+                f"(expected {path.name} in its weights folder; the operator runs manage.py install_weights)"
+            )
+        return path
     return f"{model.architecture}.yaml"
 
 

@@ -1,5 +1,6 @@
-"""Dataset pages: the list, upload (with its request-size guard), detail with its
-validation report and sample pictures, rename, delete and download."""
+"""Dataset pages: the list, upload (with its request-size guard and task choice), detail
+with its validation report and sample pictures, validating again as a chosen task,
+rename, delete and download."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from training.datasets import (
     human_bytes,
     rename_dataset,
     sample_key,
+    validate_again,
 )
 from training.filenames import download_filename
 from training.forms import DatasetUploadForm, RenameForm, UploadLimitHandler
@@ -62,7 +64,7 @@ def _dataset_upload(request: AuthenticatedRequest, handler: UploadLimitHandler) 
         form = DatasetUploadForm(request.POST, request.FILES, upload_exceeded=handler.exceeded)
         if form.is_valid():
             upload = form.cleaned_data["file"]
-            dataset = create_dataset(request.user, form.cleaned_data["name"], upload)
+            dataset = create_dataset(request.user, form.cleaned_data["name"], upload, task=form.cleaned_data["task"])
             url = reverse("training:dataset_detail", args=[dataset.uid])
             if request.htmx:
                 return HttpResponseClientRedirect(url)
@@ -102,9 +104,25 @@ def _dataset_context(dataset: Dataset) -> dict[str, Any]:
         "splits": list((stats.get("splits") or {}).items()),
         "warnings": stats.get("warnings", []),
         "samples": stats.get("samples", []),
+        "keypoints": stats.get("keypoints"),
+        "class_rows": _class_rows(stats) if dataset.task == Dataset.Task.CLASSIFY else [],
+        "task_choices": [
+            (task, Dataset.Task(task).label) for task in stats.get("task_choices", []) if task in Dataset.Task.values
+        ]
+        if dataset.status == Dataset.Status.INVALID
+        else [],
         "models": list(dataset.yolo_models.all()),
         "rename_form": RenameForm(initial={"name": dataset.name}),
     }
+
+
+def _class_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """A classification dataset's images per class in each split, one row per class."""
+    splits = (stats.get("splits") or {}).values()
+    return [
+        {"name": name, "counts": [(split.get("classes") or {}).get(name, 0) for split in splits]}
+        for name in stats.get("classes", [])
+    ]
 
 
 @require_GET
@@ -128,6 +146,21 @@ def dataset_rename(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpRespons
         messages.success(request, "Dataset renamed.")
     else:
         messages.error(request, "The name was not changed: " + " ".join(str(e) for e in form.errors.get("name", [])))
+    return redirect("training:dataset_detail", uid=dataset.uid)
+
+
+@require_POST
+def dataset_validate_again(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
+    """Validate an invalid dataset's files again as the task the owner picks (offered when
+    its labels fit several tasks)."""
+    dataset = owned_or_404(Dataset, request, uid=uid)
+    task = request.POST.get("task", "")
+    if task not in Dataset.Task.values:
+        messages.error(request, "Choose the task to validate the dataset as.")
+    elif validate_again(dataset, task):
+        messages.success(request, f"Checking the dataset again as {Dataset.Task(task).label}.")
+    else:
+        messages.error(request, "Only a dataset that failed validation can be validated again.")
     return redirect("training:dataset_detail", uid=dataset.uid)
 
 

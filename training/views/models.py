@@ -18,6 +18,7 @@ from training.filenames import download_filename
 from training.forms import ModelCreateForm, RenameForm
 from training.models import Dataset, TrainingSession, YoloModel
 from training.views.downloads import stream_file
+from training.weights import StartWeightsGone, create_model
 
 MODEL_TABS = ("train", "metrics", "configuration", "billing", "artifacts")
 WEIGHT_KINDS = ("best", "last")
@@ -40,16 +41,21 @@ def model_create(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         form = ModelCreateForm(request.POST, owner=owner)
         if form.is_valid():
-            model = catalogue.create_model(
-                owner,
-                name=form.cleaned_data["name"],
-                dataset=form.cleaned_data["dataset"],
-                architecture=form.cleaned_data["architecture"],
-                pretrained=form.cleaned_data["pretrained"],
-                train_args=form.cleaned_data["train_args"],
-            )
-            messages.success(request, f"Model {model.name} created. Step 3: choose how to train it.")
-            return redirect("training:train_page", uid=model.uid)
+            try:
+                model = create_model(
+                    owner,
+                    start=form.cleaned_data.get("start"),
+                    name=form.cleaned_data["name"],
+                    dataset=form.cleaned_data["dataset"],
+                    architecture=form.cleaned_data["architecture"],
+                    pretrained=form.cleaned_data["pretrained"],
+                    train_args=form.cleaned_data["train_args"],
+                )
+            except StartWeightsGone as gone:
+                form.add_error("start_from", str(gone))
+            else:
+                messages.success(request, f"Model {model.name} created. Step 3: choose how to train it.")
+                return redirect("training:train_page", uid=model.uid)
         return render(request, "training/model_form.html", {"form": form}, status=400)
     initial: dict[str, Any] = {}
     chosen = request.GET.get("dataset", "")
@@ -57,6 +63,8 @@ def model_create(request: AuthenticatedRequest) -> HttpResponse:
     if chosen:
         with contextlib.suppress(ValueError):
             initial["dataset"] = ready.filter(uid=uuid.UUID(chosen)).first()
+    if request.GET.get("start_from"):
+        initial["start_from"] = request.GET["start_from"]  # a choice the form offers, or ignored
     form = ModelCreateForm(owner=owner, initial=initial)
     return render(request, "training/model_form.html", {"form": form, "has_ready": ready.exists()})
 

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 
 from billing import services
 from hubsite.models import User
-from training.datasets import create_demo_dataset
+from training.datasets import create_demo_datasets
 
 DEMO_EMAIL = "demo@hubsite.local"
 DEMO_PASSWORD = "demo-password-123"  # noqa: S105 - the demo account is public by design
@@ -23,7 +23,7 @@ class Command(BaseCommand):
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
         self._demo_credit(user)
-        self._demo_dataset(user)
+        self._demo_datasets(user)
         self._measure_catalogue()
         self.stdout.write(f"Demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}")
 
@@ -34,10 +34,10 @@ class Command(BaseCommand):
             account = services.account_for(user)
             services.adjust(account.pk, amount, staff_user=None, reason="demo credit", reference="demo-credit")
 
-    def _demo_dataset(self, user: User) -> None:
-        """A ready synthetic shapes dataset (training/datasets/synthetic.py), made and validated once."""
-        dataset = create_demo_dataset(user)
-        self.stdout.write(f"Demo dataset: {dataset.name} ({dataset.status})")
+    def _demo_datasets(self, user: User) -> None:
+        """Ready synthetic shapes datasets (training/datasets/synthetic.py), made and validated once."""
+        for dataset in create_demo_datasets(user):
+            self.stdout.write(f"Demo dataset: {dataset.name} ({dataset.get_task_display()}, {dataset.status})")
 
     def _measure_catalogue(self) -> None:
         """The model form's parameter and GFLOPs figures (training/yolo/catalogue_facts.py)."""
