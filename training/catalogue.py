@@ -1,8 +1,10 @@
 """The model catalogue and the training arguments a user may set.
 
 Architectures are the model YAMLs that ship inside the ultralytics package
-(YOLO11, YOLO26, YOLOv8 at scales n/s/m/l/x). Their parameter counts and GFLOPs
-are measured once by ``manage.py measure_catalogue`` (training/yolo/catalogue_facts.py)
+(YOLO26, YOLO11, YOLOv8 at scales n/s/m/l/x, for each task: ``yolo11n`` detects,
+``yolo11n-seg`` segments, ``yolo11n-pose``, ``yolo11n-cls`` and ``yolo11n-obb``). A
+model's architecture must do its dataset's task. Their parameter counts and GFLOPs
+are measured by ``manage.py measure_catalogue`` (training/yolo/catalogue_facts.py)
 and cached in a JSON file under ``DATA_DIR``, keyed by the ultralytics version; the
 web process only reads that file and never imports ultralytics. Nothing is ever downloaded: pretrained weights are
 offered only when ``WEIGHTS_DIR/<architecture>.pt`` exists (``training.weights``).
@@ -34,15 +36,26 @@ from hubsite.models import User
 from training.models import Dataset, YoloModel
 
 FAMILIES: tuple[tuple[str, str, str], ...] = (
-    # (architecture prefix, display name, YAML path inside ultralytics/cfg/models)
+    # (architecture prefix, display name, detection YAML inside ultralytics/cfg/models;
+    # the other tasks' YAMLs lie beside it, e.g. 26/yolo26-seg.yaml)
     ("yolo26", "YOLO26", "26/yolo26.yaml"),
     ("yolo11", "YOLO11", "11/yolo11.yaml"),
     ("yolov8", "YOLOv8", "v8/yolov8.yaml"),
 )
 SCALES = ("n", "s", "m", "l", "x")
 SCALE_NAMES = {"n": "nano", "s": "small", "m": "medium", "l": "large", "x": "extra large"}
-# Tasks each architecture serves: detection only for now (segment/pose/... YAMLs come later).
-ARCHITECTURE_TASKS = {Dataset.Task.DETECT.value: ""}
+# Each task's suffix in ultralytics' names: yolo11n-seg, yolo26s-pose, yolov8m-cls, yolo11x-obb.
+ARCHITECTURE_TASKS = {
+    Dataset.Task.DETECT.value: "",
+    Dataset.Task.SEGMENT.value: "-seg",
+    Dataset.Task.POSE.value: "-pose",
+    Dataset.Task.CLASSIFY.value: "-cls",
+    Dataset.Task.OBB.value: "-obb",
+}
+# Image size of the parameter and GFLOPs figures: classification models are trained
+# and compared at 224 px, the others at 640 (as ultralytics' tables list them).
+MEASURE_IMGSZ = {Dataset.Task.CLASSIFY.value: 224}
+DEFAULT_MEASURE_IMGSZ = 640
 
 # Arguments set by the form's own fields.
 BASE_ARGS = ("epochs", "imgsz", "batch", "patience", "cache")
@@ -109,10 +122,20 @@ class Architecture:
         return f"{self.name}.yaml"
 
     @property
+    def measure_imgsz(self) -> int:
+        return MEASURE_IMGSZ.get(self.task, DEFAULT_MEASURE_IMGSZ)
+
+    @property
+    def measured(self) -> bool:
+        return self.params is not None and self.gflops is not None
+
+    @property
     def label(self) -> str:
-        text = f"{self.family}{self.scale} ({SCALE_NAMES[self.scale]})"
+        text = f"{self.family}{self.scale}{ARCHITECTURE_TASKS[self.task]} ({SCALE_NAMES[self.scale]})"
         if self.params is not None and self.gflops is not None:
             text += f" - {self.params / 1e6:.1f}M params, {self.gflops:.1f} GFLOPs"
+            if self.measure_imgsz != DEFAULT_MEASURE_IMGSZ:
+                text += f" at {self.measure_imgsz} px"
         return text
 
 
@@ -133,21 +156,27 @@ def ultralytics_version() -> str:
 
 
 def shipped_architectures() -> list[Architecture]:
-    """The architectures whose YAML ships in the installed ultralytics (no numbers yet)."""
+    """The architectures whose YAML ships in the installed ultralytics (no numbers yet),
+    task by task: detect, segment, pose, classify, obb."""
+    return list(_shipped_architectures())
+
+
+@cache
+def _shipped_architectures() -> tuple[Architecture, ...]:
     models_dir = ultralytics_dir() / "cfg" / "models"
     result: list[Architecture] = []
-    for prefix, family, yaml_path in FAMILIES:
-        path = models_dir / yaml_path
-        if not path.is_file():
-            continue
-        scales = (yaml.safe_load(path.read_text()) or {}).get("scales", {})
-        for task, suffix in ARCHITECTURE_TASKS.items():
+    for task, suffix in ARCHITECTURE_TASKS.items():
+        for prefix, family, detect_yaml in FAMILIES:
+            path = (models_dir / detect_yaml).parent / f"{prefix}{suffix}.yaml"
+            if not path.is_file():
+                continue
+            scales = (yaml.safe_load(path.read_text()) or {}).get("scales", {})
             result.extend(
                 Architecture(name=f"{prefix}{scale}{suffix}", family=family, scale=scale, task=task)
                 for scale in SCALES
                 if scale in scales
             )
-    return result
+    return tuple(result)
 
 
 def cache_path() -> Path:
@@ -155,10 +184,11 @@ def cache_path() -> Path:
 
 
 def catalogue() -> list[Architecture]:
-    """Every shipped architecture, with its parameters and GFLOPs once they have been
+    """Every shipped architecture, with its parameters and GFLOPs where they have been
     measured (``manage.py measure_catalogue``, run by the demo setup and at deploy);
-    until then the same list without the numbers."""
-    return _read_cache(cache_path()) or shipped_architectures()
+    the others without the numbers."""
+    measured = {architecture.name: architecture for architecture in _read_cache(cache_path()) or []}
+    return [measured.get(architecture.name, architecture) for architecture in _shipped_architectures()]
 
 
 def write_cache(measured: list[Architecture]) -> None:
@@ -167,7 +197,7 @@ def write_cache(measured: list[Architecture]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".catalogue.", suffix=".json")
     with os.fdopen(handle, "w") as out:
-        json.dump([asdict(a) for a in measured], out, indent=1)
+        json.dump([asdict(a) for a in measured if a.measured], out, indent=1)
     Path(temporary).replace(path)
 
 
@@ -185,6 +215,34 @@ def architectures_for(task: str) -> list[Architecture]:
 
 def find_architecture(name: str) -> Architecture | None:
     return next((a for a in catalogue() if a.name == name), None)
+
+
+def default_architecture(task: str) -> str:
+    """yolo11n for the task (yolo11n-seg, yolo11n-cls, ...)."""
+    return f"yolo11n{ARCHITECTURE_TASKS.get(task, '')}"
+
+
+def architecture_choices(architectures: list[Architecture], task: str | None) -> list[Any]:
+    """The form's list: the task's architectures, or all of them grouped by task."""
+    if task is not None:
+        return [(a.name, a.label) for a in architectures if a.task == task]
+    return [
+        (Dataset.Task(each).label, [(a.name, a.label) for a in architectures if a.task == each])
+        for each in ARCHITECTURE_TASKS
+    ]
+
+
+def task_mismatch_message(architecture: Architecture, dataset: Dataset) -> str:
+    have = Dataset.Task(architecture.task).label.lower()
+    wanted = Dataset.Task(dataset.task)
+    return (
+        f"{architecture.name} is {_a(have)} architecture and {dataset.name} is {_a(wanted.label.lower())} "
+        f"dataset: choose {_a(wanted.label.lower())} architecture, such as {default_architecture(wanted)}."
+    )
+
+
+def _a(words: str) -> str:
+    return f"{'an' if words[:1] in 'aeiou' else 'a'} {words}"
 
 
 # --- training arguments -----------------------------------------------------------------------

@@ -115,7 +115,10 @@ class RenameForm(forms.Form):
 class ModelCreateForm(forms.Form):
     name = forms.CharField(max_length=100, help_text=NAME_HELP)
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), help_text="Only ready datasets are listed.")
-    architecture = forms.ChoiceField(help_text="Parameters and GFLOPs as shipped by ultralytics (80 classes, 640 px).")
+    architecture = forms.ChoiceField(
+        help_text="Only the dataset's task's architectures. Parameters and GFLOPs as ultralytics ships them "
+        "(its own class counts; 640 px, classification at 224 px)."
+    )
     pretrained = forms.BooleanField(
         required=False,
         help_text="Start from local pretrained weights (offered only when the weights file is on this server).",
@@ -153,9 +156,13 @@ class ModelCreateForm(forms.Form):
         self.architectures = catalogue.catalogue()
         architecture_field = self.fields["architecture"]
         assert isinstance(architecture_field, forms.ChoiceField)
+        # Every architecture is a valid choice, so a mismatch gets its own message in
+        # clean(); the list shows only the chosen dataset's task's.
         architecture_field.choices = [(a.name, a.label) for a in self.architectures]
+        task = self._dataset_task()
+        architecture_field.widget.choices = catalogue.architecture_choices(self.architectures, task)
         if "architecture" not in self.initial:
-            self.initial["architecture"] = "yolo11n"
+            self.initial["architecture"] = catalogue.default_architecture(task or Dataset.Task.DETECT)
         self.weights_available = {a.name for a in self.architectures if has_local_weights(a.name)}
         self._init_start_weights()
 
@@ -197,13 +204,24 @@ class ModelCreateForm(forms.Form):
         cleaned["pretrained"] = False
         self.errors.pop("architecture", None)
 
+    def _dataset_task(self) -> str | None:
+        """The task of the dataset being chosen (posted, or given by the wizard's step 1)."""
+        chosen = self.data.get(self.add_prefix("dataset")) if self.is_bound else self.initial.get("dataset")
+        if isinstance(chosen, Dataset):
+            return chosen.task
+        if not str(chosen or "").isdigit():
+            return None
+        ready = Dataset.objects.filter(owner=self.owner, status=Dataset.Status.READY)
+        task: str | None = ready.filter(pk=int(str(chosen))).values_list("task", flat=True).first()
+        return task
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         self._clean_start_weights(cleaned)
         dataset: Dataset | None = cleaned.get("dataset")
         architecture = next((a for a in self.architectures if a.name == cleaned.get("architecture")), None)
         if dataset is not None and architecture is not None and architecture.task != dataset.task:
-            self.add_error("architecture", f"{architecture.name} does not do {dataset.get_task_display().lower()}.")
+            self.add_error("architecture", catalogue.task_mismatch_message(architecture, dataset))
         if cleaned.get("pretrained") and architecture is not None and architecture.name not in self.weights_available:
             self.add_error(
                 "pretrained",

@@ -44,7 +44,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing import services as billing
-from training import sessions
+from training import sessions, task_metrics
 from training.catalogue import shipped_architectures
 from training.datasets import local_copy
 from training.models import EpochRecord, TrainingSession, YoloModel
@@ -251,6 +251,7 @@ class EpochCommitter(threading.Thread):
         self.model = model
         self.bills_per_epoch = bills_per_epoch
         self.target_epochs = target_epochs
+        self.task = model.dataset.task
         self.pending: queue.Queue[CompletedEpoch | None] = queue.Queue()
         self.error: BaseException | None = None
 
@@ -316,7 +317,7 @@ class EpochCommitter(threading.Thread):
             obsolete = _unreferenced(previous, model)
             transaction.on_commit(lambda: _delete_quietly(obsolete))
         self.model = model
-        self.state.log.add(_epoch_line(done.epoch, self.target_epochs, done.duration_ms, done.metrics))
+        self.state.log.add(_epoch_line(done.epoch, self.target_epochs, done.duration_ms, done.metrics, self.task))
 
 
 class EpochCallbacks:
@@ -411,12 +412,13 @@ def _unreferenced(previous: set[str | None], model: YoloModel) -> list[str]:
     return [name for name in previous - current if name]
 
 
-def _epoch_line(epoch: int, target: int, duration_ms: int, metrics: dict[str, float]) -> str:
-    return (
-        f"[hubsite] epoch {epoch}/{target} completed in {duration_ms / 1000:.1f} s: "
-        f"mAP50 {metrics.get('map50', 0):.3f}, mAP50-95 {metrics.get('map50_95', 0):.3f}, "
-        f"box loss {metrics.get('train_box_loss', 0):.3f}. Checkpoint saved."
-    )
+def _epoch_line(epoch: int, target: int, duration_ms: int, metrics: dict[str, float], task: str) -> str:
+    """One console line per recorded epoch, quoting the task's own measures."""
+    loss = task_metrics.main_loss(task)
+    quoted = [f"{metric.label} {metrics.get(metric.key, 0):.3f}" for metric in task_metrics.headline(task)]
+    quoted.append(f"{loss.label} {metrics.get(loss.key, 0):.3f}")
+    seconds = duration_ms / 1000
+    return f"[hubsite] epoch {epoch}/{target} completed in {seconds:.1f} s: {', '.join(quoted)}. Checkpoint saved."
 
 
 class _LocalFile(File):  # type: ignore[type-arg]

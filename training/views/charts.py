@@ -2,33 +2,83 @@
 
 ``model_charts`` reads a model's epoch history in one query and returns what the
 ``charts`` partial of ``templates/training/session_panel.html`` draws: axes, one
-polyline per series, a legend, and a hover title on every point.
+polyline per series, a legend, and a hover title on every point. The series follow
+the model's task: mask or keypoint mAPs beside the box mAPs, a classifier's top-1 and
+top-5 accuracy, and whichever losses the task's criterion reports.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.models import EpochRecord, YoloModel
+from training.models import Dataset, EpochRecord, YoloModel
 
 WIDTH, HEIGHT = 560, 240
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 28
 MAX_POINT_MARKERS = 150  # beyond this many epochs, lines only (hover titles stay on the lines)
 
-METRIC_SERIES = (
+SeriesSpec = tuple[str, str, str]  # (stored metric name, label, colour)
+
+BOX_SERIES: tuple[SeriesSpec, ...] = (
     ("precision", "Precision", "#1f6feb"),
     ("recall", "Recall", "#1a7f37"),
     ("map50", "mAP50", "#9a6700"),
     ("map50_95", "mAP50-95", "#8250df"),
 )
-LOSS_SERIES = (
-    ("train_box_loss", "Box loss (train)", "#1f6feb"),
-    ("val_box_loss", "Box loss (val)", "#54aeff"),
-    ("train_cls_loss", "Class loss (train)", "#cf222e"),
-    ("val_cls_loss", "Class loss (val)", "#ff8182"),
-    ("train_dfl_loss", "DFL loss (train)", "#1a7f37"),
-    ("val_dfl_loss", "DFL loss (val)", "#4ac26b"),
+# Each task's quality measures (names as training.task_metrics describes them): the
+# mask or keypoint mAPs next to the box mAPs, or the classifier's accuracy.
+METRIC_SERIES: dict[str, tuple[SeriesSpec, ...]] = {
+    Dataset.Task.DETECT: BOX_SERIES,
+    Dataset.Task.OBB: BOX_SERIES,
+    Dataset.Task.SEGMENT: (
+        ("map50", "Box mAP50", "#9a6700"),
+        ("map50_95", "Box mAP50-95", "#8250df"),
+        ("mask_map50", "Mask mAP50", "#cf222e"),
+        ("mask_map50_95", "Mask mAP50-95", "#1f6feb"),
+        ("mask_precision", "Mask precision", "#1a7f37"),
+        ("mask_recall", "Mask recall", "#bf8700"),
+    ),
+    Dataset.Task.POSE: (
+        ("map50", "Box mAP50", "#9a6700"),
+        ("map50_95", "Box mAP50-95", "#8250df"),
+        ("pose_map50", "Pose mAP50", "#cf222e"),
+        ("pose_map50_95", "Pose mAP50-95", "#1f6feb"),
+        ("pose_precision", "Pose precision", "#1a7f37"),
+        ("pose_recall", "Pose recall", "#bf8700"),
+    ),
+    Dataset.Task.CLASSIFY: (
+        ("top1", "Top-1 accuracy", "#1f6feb"),
+        ("top5", "Top-5 accuracy", "#1a7f37"),
+    ),
+}
+# Every loss ultralytics' criteria report (ultralytics.utils.loss), in the order drawn,
+# with a dark colour for training and a light one for validation. The chart shows
+# those a model recorded; one that stayed zero (a part the architecture lacks, like
+# the semantic loss of a segmentation model without that head) is left out.
+LOSS_PARTS: tuple[tuple[str, str, str, str], ...] = (
+    ("box_loss", "Box loss", "#1f6feb", "#54aeff"),
+    ("seg_loss", "Mask loss", "#bc4c00", "#fb8f44"),
+    ("pose_loss", "Keypoint loss", "#bc4c00", "#fb8f44"),
+    ("kobj_loss", "Keypoint visibility loss", "#8250df", "#c297ff"),
+    ("rle_loss", "Keypoint RLE loss", "#6e7781", "#afb8c1"),
+    ("angle_loss", "Angle loss", "#bc4c00", "#fb8f44"),
+    ("cls_loss", "Class loss", "#cf222e", "#ff8182"),
+    ("dfl_loss", "DFL loss", "#1a7f37", "#4ac26b"),
+    ("l1_loss", "L1 box loss", "#1a7f37", "#4ac26b"),
+    ("sem_loss", "Semantic loss", "#9a6700", "#d4a72c"),
+    ("loss", "Loss", "#1f6feb", "#54aeff"),
 )
+
+
+def loss_series(history: list[tuple[int, dict[str, float]]]) -> tuple[SeriesSpec, ...]:
+    """The losses this history holds that are not zero throughout, train then val."""
+    nonzero = {key for _epoch, metrics in history for key, value in metrics.items() if value}
+    series: list[SeriesSpec] = []
+    for name, label, dark, light in LOSS_PARTS:
+        for stage, colour in (("train", dark), ("val", light)):
+            if f"{stage}_{name}" in nonzero:
+                series.append((f"{stage}_{name}", f"{label} ({stage})", colour))
+    return tuple(series)
 
 
 @dataclass(frozen=True)
@@ -71,19 +121,20 @@ class Chart:
 
 
 def model_charts(model: YoloModel) -> tuple[Chart, Chart] | None:
+    """The model's metrics and losses per epoch, the series its dataset's task records."""
     history = list(EpochRecord.objects.filter(model=model).order_by("epoch").values_list("epoch", "metrics"))
     if not history:
         return None
     return (
-        build_chart("Metrics", history, METRIC_SERIES, fixed_max=1.0),
-        build_chart("Losses", history, LOSS_SERIES, fixed_max=None),
+        build_chart("Metrics", history, METRIC_SERIES.get(model.dataset.task, BOX_SERIES), fixed_max=1.0),
+        build_chart("Losses", history, loss_series(history), fixed_max=None),
     )
 
 
 def build_chart(
     title: str,
     history: list[tuple[int, dict[str, float]]],
-    wanted: tuple[tuple[str, str, str], ...],
+    wanted: tuple[SeriesSpec, ...],
     *,
     fixed_max: float | None,
 ) -> Chart:

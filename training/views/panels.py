@@ -38,7 +38,7 @@ class Estimate:
 
 
 def latest_session(model: YoloModel) -> TrainingSession | None:
-    return model.sessions.select_related("instance_type", "model").first()
+    return model.sessions.select_related("instance_type", "model__dataset").first()
 
 
 def train_tab_context(user: User, model: YoloModel) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from billing.models import LedgerLine
 from billing.services import account_for, epoch_cost_micros, expected_epoch_cost
+from training import task_metrics
 from training.models import EpochRecord, TrainingSession, YoloModel
 
 Status = TrainingSession.Status
@@ -31,6 +32,8 @@ class Progress:
     busy_sessions: int | None  # queued: sessions this instance type's workers are busy with
     available_micros: int | None  # paused: the owner's balance less open holds
     last_epoch_at: datetime | None
+    latest_epoch: int | None  # the model's latest recorded epoch, across sessions
+    headline: list[tuple[str, float]]  # that epoch's headline metrics for the task: (label, value)
 
     @property
     def epochs_remaining(self) -> int:
@@ -47,6 +50,7 @@ def session_progress(session: TrainingSession) -> Progress:
         count=Count("pk"), total_ms=Sum("duration_ms"), mean_ms=Avg("duration_ms"), last=Max("finished_at")
     )
     session_epochs: int = epochs["count"]
+    latest = EpochRecord.objects.filter(model=model).order_by("-epoch").values_list("epoch", "metrics").first()
     target = session.target_epochs
     completed = model.epochs_completed
     percent = min(100, round(100 * completed / target)) if target else 0
@@ -82,6 +86,8 @@ def session_progress(session: TrainingSession) -> Progress:
         busy_sessions=busy_sessions(session.instance_type_id) if session.status == Status.QUEUED else None,
         available_micros=available_balance(session) if session.status == Status.PAUSED else None,
         last_epoch_at=epochs["last"],
+        latest_epoch=latest[0] if latest else None,
+        headline=task_metrics.headline_values(model.dataset.task, latest[1]) if latest else [],
     )
 
 

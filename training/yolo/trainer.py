@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,20 +25,26 @@ CALLBACK_EVENTS = (
     "on_fit_epoch_end",
 )
 
-# ultralytics' metric keys -> the names the platform stores with each epoch.
+# ultralytics' validation metrics -> the names the platform stores with each epoch
+# (training.task_metrics). Box metrics end in (B) for every box task (rotated boxes for
+# obb), mask metrics in (M) for segment, keypoint metrics in (P) for pose; classify
+# reports top-1 and top-5 accuracy (ultralytics.utils.metrics, each class's ``keys``).
+_MEASURES = {"precision": "precision", "recall": "recall", "mAP50": "map50", "mAP50-95": "map50_95"}
+_KINDS = {"B": "", "M": "mask_", "P": "pose_"}
 METRIC_NAMES = {
-    "metrics/precision(B)": "precision",
-    "metrics/recall(B)": "recall",
-    "metrics/mAP50(B)": "map50",
-    "metrics/mAP50-95(B)": "map50_95",
-    "train/box_loss": "train_box_loss",
-    "train/cls_loss": "train_cls_loss",
-    "train/dfl_loss": "train_dfl_loss",
-    "val/box_loss": "val_box_loss",
-    "val/cls_loss": "val_cls_loss",
-    "val/dfl_loss": "val_dfl_loss",
+    **{
+        f"metrics/{measure}({kind})": f"{prefix}{name}"
+        for kind, prefix in _KINDS.items()
+        for measure, name in _MEASURES.items()
+    },
+    "metrics/accuracy_top1": "top1",
+    "metrics/accuracy_top5": "top5",
     "lr/pg0": "lr",
 }
+# Losses are named by the task's criterion (ultralytics.utils.loss: box_loss, seg_loss,
+# pose_loss, kobj_loss, angle_loss, cls_loss, dfl_loss or l1_loss, ...; classify's is
+# "loss"), as "train/<name>" and "val/<name>"; they are stored as train_<name>, val_<name>.
+LOSS_KEY = re.compile(r"^(train|val)/([a-z0-9_]+)$")
 
 
 def build(weights: Path | str, callbacks: object) -> Any:
@@ -72,17 +79,19 @@ def use_all_cores(trainer: Any) -> None:
 
 
 def epoch_metrics(trainer: Any) -> dict[str, float]:
-    """The epoch's losses and metrics under stable names."""
+    """The epoch's losses and metrics under stable names (whatever the task)."""
     raw: dict[str, Any] = {
         **trainer.label_loss_items(trainer.tloss, prefix="train"),
         **(trainer.metrics or {}),
         **(trainer.lr or {}),
     }
     metrics: dict[str, float] = {}
-    for key, name in METRIC_NAMES.items():
-        if key in raw:
-            value = float(raw[key])
-            metrics[name] = value if math.isfinite(value) else 0.0
+    for key, value in raw.items():
+        loss = LOSS_KEY.match(key)
+        name = f"{loss.group(1)}_{loss.group(2)}" if loss else METRIC_NAMES.get(key)
+        if name is not None:
+            number = float(value)
+            metrics[name] = number if math.isfinite(number) else 0.0
     return metrics
 
 
