@@ -7,7 +7,7 @@ or ultralytics at import time: the upload check and the installer reach the safe
 loader (``training.yolo.checkpoints``) inside the function that needs it.
 """
 
-from training.weights.architectures import TASK_SUFFIXES, shipped_names, task_of
+from training.weights.architectures import shipped_names, task_of
 from training.weights.pretrained import has_local_weights, weights_path
 from training.weights.starting import (
     StartWeights,
@@ -21,7 +21,6 @@ from training.weights.task import WeightsRefused, run_weights_check, validate_we
 from training.weights.uploads import create_weights_upload, delete_weights_upload, display_name
 
 __all__ = [
-    "TASK_SUFFIXES",
     "StartWeights",
     "StartWeightsGone",
     "WeightsRefused",
