@@ -237,7 +237,7 @@ class EpochRecord(models.Model):
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
     duration_ms = models.PositiveBigIntegerField()
-    # precision, recall, mAP50, mAP50-95, train/val box/cls/dfl losses, learning rate
+    # The task's metrics, losses and learning rate under stable names (training/task_metrics.py)
     metrics = models.JSONField(default=dict)
 
     class Meta:
