@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest, QueryDict
@@ -70,6 +71,18 @@ class UploadLimitHandler(FileUploadHandler):
 
     def file_complete(self, file_size: int) -> None:
         return None
+
+    @classmethod
+    def read_upload(cls, request: HttpRequest) -> UploadLimitHandler:
+        """Parse a POST body through a new handler of this class; its ``exceeded`` says
+        whether the request was refused for its size (nothing of it was stored)."""
+        handler = cls(request)
+        request.upload_handlers.insert(0, handler)
+        try:
+            request.POST  # noqa: B018 - parse the body now, through the limit handler
+        except RequestDataTooBig:  # the fields alone pass DATA_UPLOAD_MAX_MEMORY_SIZE
+            handler.exceeded = True
+        return handler
 
 
 class DatasetUploadForm(forms.Form):

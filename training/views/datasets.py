@@ -9,7 +9,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import RequestDataTooBig
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -44,24 +43,19 @@ def dataset_list(request: AuthenticatedRequest) -> HttpResponse:
 @csrf_exempt  # the upload handler must be installed before CSRF reads the body; checked below
 @require_http_methods(["GET", "POST"])
 def dataset_upload(request: AuthenticatedRequest) -> HttpResponse:
-    handler = UploadLimitHandler(request)
     if request.method == "POST":
-        request.upload_handlers.insert(0, handler)
-        try:
-            request.POST  # noqa: B018 - parse the body now, through the limit handler
-        except RequestDataTooBig:  # the fields alone pass DATA_UPLOAD_MAX_MEMORY_SIZE
-            handler.exceeded = True
+        handler = UploadLimitHandler.read_upload(request)
         if handler.exceeded:
             # Refused before CSRF is checked: nothing was read into storage and nothing changes.
             form = DatasetUploadForm({}, {}, upload_exceeded=True)
             return _upload_form(request, form, status=413)
-    return _dataset_upload(request, handler)
+    return _dataset_upload(request)
 
 
 @csrf_protect
-def _dataset_upload(request: AuthenticatedRequest, handler: UploadLimitHandler) -> HttpResponse:
+def _dataset_upload(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
-        form = DatasetUploadForm(request.POST, request.FILES, upload_exceeded=handler.exceeded)
+        form = DatasetUploadForm(request.POST, request.FILES)
         if form.is_valid():
             upload = form.cleaned_data["file"]
             dataset = create_dataset(request.user, form.cleaned_data["name"], upload, task=form.cleaned_data["task"])
@@ -69,7 +63,7 @@ def _dataset_upload(request: AuthenticatedRequest, handler: UploadLimitHandler) 
             if request.htmx:
                 return HttpResponseClientRedirect(url)
             return redirect(url)
-        return _upload_form(request, form, status=413 if handler.exceeded else 400)
+        return _upload_form(request, form, status=400)
     return render(
         request, "training/dataset_upload.html", {"form": DatasetUploadForm(), "upload_limit": _upload_limit()}
     )

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -32,13 +31,8 @@ def weights_list(request: AuthenticatedRequest) -> HttpResponse:
 @csrf_exempt  # the upload handler must be installed before CSRF reads the body; checked below
 @require_http_methods(["GET", "POST"])
 def weights_upload(request: AuthenticatedRequest) -> HttpResponse:
-    handler = WeightsUploadLimitHandler(request)
     if request.method == "POST":
-        request.upload_handlers.insert(0, handler)
-        try:
-            request.POST  # noqa: B018 - parse the body now, through the limit handler
-        except RequestDataTooBig:
-            handler.exceeded = True
+        handler = WeightsUploadLimitHandler.read_upload(request)
         if handler.exceeded:
             # Refused before CSRF is checked: nothing was read into storage and nothing changes.
             return _upload_form(request, WeightsUploadForm({}, {}, upload_exceeded=True), status=413)
