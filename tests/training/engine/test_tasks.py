@@ -3,8 +3,8 @@ detect (tests/training/engine/test_training.py), on the synthetic datasets at 64
 
 Each run records the task's own metrics with every epoch, quotes them in the console
 and the Train tab, draws them in the charts, and leaves best weights that download
-and export (TorchScript, ONNX) as a model of that task. A segmentation run is stopped
-mid-epoch and resumed."""
+and export (TorchScript, ONNX) as a model of that task; a run of each is stopped
+mid-epoch and resumed, each epoch recorded and charged once."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import reverse
 
+from billing.models import LedgerLine
 from hubsite.models import User
 from tests.factories import TINY_TRAINING, cpu_instance, fund, make_ready_dataset
 from tests.helpers import WorkerFactory, wait_for
@@ -147,11 +148,12 @@ def task_of_weights(weights: bytes, tmp_path: Path) -> str:
     return str(YOLO(str(path)).task)
 
 
-def test_a_segmentation_run_stops_mid_epoch_and_resumes_every_epoch_once(
-    user: User, tmp_path: Path, cpu_worker: object
+@pytest.mark.parametrize("task", sorted(ARCHITECTURES))
+def test_a_run_of_each_task_stops_mid_epoch_resumes_and_charges_every_epoch_once(
+    task: str, user: User, tmp_path: Path, cpu_worker: object
 ) -> None:
     fund(user, as_adjustment=True)
-    model = task_model(user, tmp_path, "segment", train_images=32, epochs=3, batch=2, nbs=2)
+    model = task_model(user, tmp_path, task, train_images=32, epochs=3, batch=2, nbs=2)
     session = start(user, model)
     wait_for(lambda: EpochRecord.objects.filter(model=model).exists(), timeout=240, interval=0.1)
     time.sleep(0.3)  # inside epoch 2
@@ -175,5 +177,8 @@ def test_a_segmentation_run_stops_mid_epoch_and_resumes_every_epoch_once(
     assert set(EpochRecord.objects.filter(session=resumed).values_list("epoch", flat=True)) == set(
         range(stopped_at + 1, 4)
     )
+    charged = LedgerLine.objects.filter(session__model=model, kind=LedgerLine.Kind.EPOCH_CHARGE)
+    assert list(charged.order_by("epoch").values_list("epoch", flat=True)) == [1, 2, 3]
+    assert all(line.amount_micros < 0 for line in charged)
     for record in EpochRecord.objects.filter(model=model):
-        assert TASK_METRICS["segment"] <= set(record.metrics), sorted(record.metrics)
+        assert TASK_METRICS[task] <= set(record.metrics), sorted(record.metrics)
