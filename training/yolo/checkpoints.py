@@ -138,6 +138,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointRefused(
             "This is not a PyTorch checkpoint (a .pt file saved by torch.save in PyTorch 1.6 or later)."
         )
+    _refuse_compressed_entries(path)
     with torch.serialization.safe_globals(_stand_ins()):
         try:
             unknown = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -154,6 +155,18 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise CheckpointRefused("This file holds no ultralytics checkpoint (it is not a dict with a model).")
     return loaded
+
+
+def _refuse_compressed_entries(path: Path) -> None:
+    """torch.save stores its entries uncompressed; a compressed one could expand far
+    beyond the upload limit when loaded (a zip bomb), so memory stays bounded by the
+    file's own size."""
+    with zipfile.ZipFile(path) as archive:
+        if any(entry.compress_type != zipfile.ZIP_STORED for entry in archive.infolist()):
+            raise CheckpointRefused(
+                "This file's entries are compressed; torch.save never compresses them, so it was not saved "
+                "by PyTorch. Save the weights with torch.save or ultralytics and upload that file."
+            )
 
 
 def _short(error: BaseException) -> str:

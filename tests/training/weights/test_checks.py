@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,19 @@ def test_a_damaged_file_is_refused_as_not_a_checkpoint(user: User, tmp_path: Pat
 
     assert upload.status == WeightsUpload.Status.INVALID
     assert upload.error.startswith("This is not a PyTorch checkpoint")
+
+
+def test_a_checkpoint_with_compressed_entries_is_refused_before_it_is_expanded(user: User, tmp_path: Path) -> None:
+    stored = write_yolo_checkpoint(tmp_path / "stored.pt", "yolo11n")
+    path = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(stored) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry))
+
+    upload = upload_file(user, path)
+
+    assert upload.status == WeightsUpload.Status.INVALID
+    assert "entries are compressed" in upload.error
 
 
 def test_a_plain_tensor_file_is_refused_as_holding_no_model(user: User, tmp_path: Path) -> None:
