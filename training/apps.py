@@ -10,7 +10,9 @@ class TrainingConfig(AppConfig):
         from billing.signals import balance_credited
         from hubsite.jobs import register_periodic
         from training import payments  # noqa: F401 - connects the Pay Now receivers
+        from training.datasets.task import give_up_lost_validations
         from training.sessions import reap_stale_sessions, resume_paused_after_top_up
+        from training.weights.task import give_up_lost_checks
 
         balance_credited.connect(resume_paused_after_top_up, dispatch_uid="training-resume-after-top-up")
         register_periodic(
@@ -19,3 +21,5 @@ class TrainingConfig(AppConfig):
             every=lambda: settings.TRAINING_REAPER_INTERVAL_SECONDS,
             at_boot=False,
         )
+        register_periodic("training.give_up_lost_validations", give_up_lost_validations, every=lambda: 300)
+        register_periodic("training.give_up_lost_checks", give_up_lost_checks, every=lambda: 300)

@@ -9,6 +9,7 @@ from typing import IO
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
 from hubsite.jobs import send_on_commit
 from hubsite.models import User
@@ -87,7 +88,13 @@ def validate_again(dataset: Dataset, task: str) -> bool:
     nothing changes) when the dataset is not invalid any more."""
     with transaction.atomic():
         changed = Dataset.objects.filter(pk=dataset.pk, status=Dataset.Status.INVALID).update(
-            status=Dataset.Status.PROCESSING, declared_task=task, task=task, errors=[], stats={}, class_names=[]
+            status=Dataset.Status.PROCESSING,
+            declared_task=task,
+            task=task,
+            errors=[],
+            stats={},
+            class_names=[],
+            updated_at=timezone.now(),  # when validation was asked for: give_up_lost_validations reads it
         )
         if changed:
             send_on_commit(validate_dataset, dataset.pk)

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from datetime import timedelta
 from pathlib import Path
+
+from django.utils import timezone
 
 from hubsite.jobs import light_actor
 from training.datasets.archive import extract_archive
@@ -28,6 +31,14 @@ from training.models import Dataset
 logger = logging.getLogger(__name__)
 
 VALIDATION_TIME_LIMIT_MS = 30 * 60 * 1000
+# A dataset still processing this long after validation was asked for has lost its
+# validation: the worker died, or the time limit stopped it (dramatiq's time limit is
+# not an Exception, so run_validation cannot record it). The margin covers a queue wait.
+LOST_VALIDATION_AFTER = timedelta(milliseconds=VALIDATION_TIME_LIMIT_MS) + timedelta(minutes=30)
+LOST_VALIDATION_MESSAGE = (
+    "Validation did not finish (the worker stopped, or it ran past its time limit). Upload the dataset again; "
+    "if it keeps failing, try a smaller zip."
+)
 
 
 @light_actor(time_limit_ms=VALIDATION_TIME_LIMIT_MS, max_retries=0)
@@ -102,3 +113,12 @@ def _store_samples(dataset: Dataset, result: Validation) -> list[dict[str, objec
             }
         )
     return samples
+
+
+def give_up_lost_validations() -> int:
+    """Mark datasets whose validation was lost invalid, saying so; returns how many.
+    A periodic job on light workers (training/apps.py); one conditional UPDATE."""
+    now = timezone.now()
+    return Dataset.objects.filter(status=Dataset.Status.PROCESSING, updated_at__lt=now - LOST_VALIDATION_AFTER).update(
+        status=Dataset.Status.INVALID, errors=[Problem(LOST_VALIDATION_MESSAGE).as_dict()], updated_at=now
+    )

@@ -15,9 +15,11 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from hubsite.jobs import light_actor
 from training import catalogue
@@ -28,6 +30,12 @@ from training.weights.architectures import shipped_names
 logger = logging.getLogger(__name__)
 
 CHECK_TIME_LIMIT_MS = 15 * 60 * 1000
+# As for datasets (training/datasets/task.py): a check still running this long after
+# the upload was lost with its worker or stopped by the time limit.
+LOST_CHECK_AFTER = timedelta(milliseconds=CHECK_TIME_LIMIT_MS) + timedelta(minutes=30)
+LOST_CHECK_MESSAGE = (
+    "The check did not finish (the worker stopped, or it ran past its time limit). Upload the file again."
+)
 
 
 class WeightsRefused(Exception):
@@ -115,3 +123,18 @@ def _check(upload: WeightsUpload) -> CheckedWeights:
         with rebuilt.open("rb") as handle:
             key = storage_put(weights_key(upload), handle)
     return CheckedWeights(key, facts.task, facts.architecture, facts.class_names)
+
+
+def give_up_lost_checks() -> int:
+    """Mark uploads whose check was lost invalid, saying so, and delete their files;
+    returns how many. A periodic job on light workers (training/apps.py)."""
+    now = timezone.now()
+    lost = WeightsUpload.objects.filter(status=WeightsUpload.Status.PROCESSING, updated_at__lt=now - LOST_CHECK_AFTER)
+    given_up = 0
+    for upload in lost:
+        given_up += WeightsUpload.objects.filter(pk=upload.pk, status=WeightsUpload.Status.PROCESSING).update(
+            status=WeightsUpload.Status.INVALID, error=LOST_CHECK_MESSAGE, upload="", updated_at=now
+        )
+        if upload.upload.name:
+            default_storage.delete(upload.upload.name)
+    return given_up
