@@ -194,6 +194,11 @@ class TrainingSession(models.Model):
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     resume_after_top_up = models.BooleanField(default=False)
     resumed_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # What the Start form showed when this session was started (null: started before
+    # estimates were recorded, or an estimate could not be made), kept to set beside the
+    # final cost on the Billing tab.
+    estimated_cost_micros = models.PositiveBigIntegerField(null=True, blank=True)
+    estimated_epoch_seconds = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     worker_id = models.CharField(max_length=120, blank=True)
     failure_reason = models.TextField(blank=True)
@@ -316,3 +321,47 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} {self.format}"
+
+
+class ModelEvaluation(models.Model):
+    """A model's evaluation on its dataset's validation split: computed on a worker when
+    a session ends with new weights, or on demand; never billed. One per model: a new
+    evaluation replaces the previous one.
+
+    The JSON fields' shapes (``training/evaluation/`` reads and writes them):
+
+    - ``metrics``: the task's overall figures under ``training.task_metrics`` names,
+      e.g. ``{"precision": 0.8, "recall": 0.7, "map50": 0.75, "map50_95": 0.5}``.
+    - ``per_class``: ``[{"name": "cat", "images": 8, "instances": 11, "precision": ...,
+      "recall": ..., "map50": ..., "map50_95": ...}]`` (classify: ``images``, ``top1``).
+    - ``curves``: ``{"pr": {"x": [101 recall points], "all": [...], "classes": {name: [...]}},
+      "f1": {"x": [101 confidence points], ...}, "precision": ..., "recall": ...}``
+      (empty for classify).
+    - ``confusion``: ``{"labels": [class names..., "background"], "counts": [[int]]}``,
+      rows the predicted class, columns the true class, as ultralytics counts them.
+    - ``pictures``: storage keys of the validation pictures, ground truth beside predictions.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        RUNNING = "running", "Evaluating"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    model = models.OneToOneField(YoloModel, on_delete=models.CASCADE, related_name="evaluation")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    task = models.CharField(max_length=16, choices=Dataset.Task.choices)
+    # The model's epochs_completed when these weights were evaluated.
+    weights_epoch = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    per_class = models.JSONField(default=list, blank=True)
+    curves = models.JSONField(default=dict, blank=True)
+    confusion = models.JSONField(default=dict, blank=True)
+    pictures = models.JSONField(default=list, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.model} evaluation"

@@ -18,10 +18,14 @@ from training.filenames import download_filename
 from training.forms import ModelCreateForm, RenameForm
 from training.models import Dataset, TrainingSession, YoloModel
 from training.views.downloads import stream_file
+from training.views.evaluation import evaluation_tab_context
+from training.views.predict import predict_tab_context
 from training.weights import StartWeightsGone, create_model
 
-MODEL_TABS = ("train", "metrics", "configuration", "billing", "artifacts")
+MODEL_TABS = ("train", "metrics", "evaluation", "predict", "configuration", "billing", "artifacts")
 WEIGHT_KINDS = ("best", "last")
+# Tabs with a context of their own, built only when that tab is shown.
+TAB_CONTEXTS = {"evaluation": evaluation_tab_context, "predict": predict_tab_context}
 
 
 def model_or_404(request: AuthenticatedRequest, uid: uuid.UUID) -> YoloModel:
@@ -103,6 +107,8 @@ def model_detail(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
     if tab not in MODEL_TABS:
         raise Http404("No such tab.")
     context = _model_context(model, tab)
+    if tab in TAB_CONTEXTS:
+        context.update(TAB_CONTEXTS[tab](request, model))
     if request.htmx and not request.htmx.boosted:
         return render(request, "training/model_detail.html#model-tab", context)
     return render(request, "training/model_detail.html", context)
