@@ -194,11 +194,11 @@ class TrainingSession(models.Model):
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     resume_after_top_up = models.BooleanField(default=False)
     resumed_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    # What the Start form showed when this session was started (null: started before
-    # estimates were recorded, or an estimate could not be made), kept to set beside the
-    # final cost on the Billing tab.
-    estimated_cost_micros = models.PositiveBigIntegerField(null=True, blank=True)
-    estimated_epoch_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # The cost estimate when the session was created, as the Start form computes it
+    # (training/sessions/estimates.py), for the Billing tab to set beside the final cost.
+    # Null for sessions started before estimates were recorded.
+    estimated_low_micros = models.PositiveBigIntegerField(null=True, blank=True)
+    estimated_high_micros = models.PositiveBigIntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     worker_id = models.CharField(max_length=120, blank=True)
     failure_reason = models.TextField(blank=True)

@@ -2,6 +2,7 @@
 
 {{ line.amount_micros|usd }}        US$1.23
 {{ line.amount_micros|usd:6 }}      US$1.234567
+{{ session|estimate_at_start }}     US$0.10 to US$0.30 as the Start form showed it
 {% model_billing model %}           the Billing tab of a model page
 """
 
@@ -11,7 +12,7 @@ from django import template
 
 from billing import reports
 from billing.money import format_usd
-from training.models import YoloModel
+from training.models import TrainingSession, YoloModel
 
 register = template.Library()
 
@@ -19,6 +20,20 @@ register = template.Library()
 @register.filter
 def usd(micros: int | None, decimals: int = 2) -> str:
     return "" if micros is None else format_usd(int(micros), int(decimals))
+
+
+@register.filter
+def estimate_at_start(session: TrainingSession) -> str:
+    """The cost estimate recorded when the session started, worded as the Start form
+    showed it; "" for a session started before estimates were recorded."""
+    low, high = session.estimated_low_micros, session.estimated_high_micros
+    if low is None or high is None:
+        return ""
+    if low == high:
+        return format_usd(low)
+    if high < 10_000:
+        return "under US$0.01"
+    return f"{format_usd(low)} \N{EN DASH} {format_usd(high)}"
 
 
 @register.filter

@@ -13,13 +13,13 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='trainingsession',
-            name='estimated_cost_micros',
+            name='estimated_low_micros',
             field=models.PositiveBigIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
             model_name='trainingsession',
-            name='estimated_epoch_seconds',
-            field=models.PositiveIntegerField(blank=True, null=True),
+            name='estimated_high_micros',
+            field=models.PositiveBigIntegerField(blank=True, null=True),
         ),
         migrations.CreateModel(
             name='ModelEvaluation',

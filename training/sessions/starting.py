@@ -13,6 +13,7 @@ from hubsite.jobs import send_by_name
 from hubsite.models import User
 from training.models import Dataset, InstanceType, TrainingSession, YoloModel
 from training.presence import live_queues
+from training.sessions.estimates import estimate_session
 from training.sessions.transitions import ACTIVE, Status
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _create_session(
                 raise StartRefused(
                     "Another training session is active on your account. Stop it or wait for it to finish."
                 )
-            session = TrainingSession.objects.create(
+            session = TrainingSession(
                 model=model,
                 owner=user,
                 instance_type=instance_type,
@@ -82,6 +83,9 @@ def _create_session(
                 resumed_from=resumed_from,
                 status_detail="Waiting for a worker",
             )
+            estimate = estimate_session(session)
+            session.estimated_low_micros, session.estimated_high_micros = estimate.low_micros, estimate.high_micros
+            session.save()
             if request.mode == TrainingSession.Mode.TIMED:
                 billing.prepay_timed(session)
             else:

@@ -3,38 +3,32 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
 from billing import services as billing
-from billing.services import epoch_cost_micros, timed_price_micros
 from hubsite.models import User
 from training.forms import StartForm
-from training.models import Dataset, EpochRecord, InstanceType, TrainingSession, YoloModel
+from training.models import Dataset, InstanceType, TrainingSession, YoloModel
 from training.presence import live_queues
+from training.sessions.estimates import (
+    EpochSeconds,
+    Estimate,
+    epoch_seconds,
+    epoch_seconds_by_instance_type,
+    estimate_cost,
+)
 from training.views.charts import model_charts
 from training.views.progress import session_progress
-
-ESTIMATE_SAMPLE = 200
 
 
 @dataclass(frozen=True)
 class InstanceOption:
     instance_type: InstanceType
     online: bool
-    epoch_seconds_low: int
-    epoch_seconds_high: int
-    measured: bool  # from real epochs of similar models, or the type's reference figure
-
-
-@dataclass(frozen=True)
-class Estimate:
-    low_micros: int
-    high_micros: int
-    exact: bool
+    epoch_seconds: EpochSeconds
 
 
 def latest_session(model: YoloModel) -> TrainingSession | None:
@@ -81,33 +75,15 @@ def start_context(user: User, model: YoloModel, form: StartForm | None = None) -
 
 def instance_options(model: YoloModel) -> list[InstanceOption]:
     online = live_queues()
-    durations: dict[int, list[int]] = {}
-    similar = (
-        EpochRecord.objects.filter(
-            session__instance_type__active=True,
-            model__architecture=model.architecture,
-            model__train_args__imgsz=model.train_args.get("imgsz"),
+    durations = epoch_seconds_by_instance_type(model)
+    return [
+        InstanceOption(
+            instance_type,
+            instance_type.queue_name in online,
+            epoch_seconds(instance_type, durations.get(instance_type.pk, [])),
         )
-        .order_by("-finished_at")
-        .values_list("session__instance_type_id", "duration_ms")[:ESTIMATE_SAMPLE]
-    )
-    for instance_type_id, duration_ms in similar:
-        durations.setdefault(instance_type_id, []).append(duration_ms)
-    options = []
-    for instance_type in InstanceType.objects.filter(active=True):
-        measured = durations.get(instance_type.pk, [])
-        if len(measured) >= 2:
-            quartiles = statistics.quantiles(measured, n=4)
-            low, high = round(quartiles[0] / 1000), round(quartiles[2] / 1000)
-        elif measured:
-            low = high = round(measured[0] / 1000)
-        else:
-            reference = instance_type.reference_epoch_seconds
-            low, high = max(1, reference // 2), reference * 3 // 2
-        options.append(
-            InstanceOption(instance_type, instance_type.queue_name in online, max(1, low), max(1, high), bool(measured))
-        )
-    return options
+        for instance_type in InstanceType.objects.filter(active=True)
+    ]
 
 
 def _value(form: StartForm, name: str) -> Any:
@@ -128,18 +104,15 @@ def _chosen(form: StartForm, options: list[InstanceOption]) -> InstanceOption | 
 def estimate(form: StartForm, model: YoloModel, chosen: InstanceOption | None, mode: str) -> Estimate | None:
     if chosen is None:
         return None
-    price = chosen.instance_type.price_per_hour_micros
-    if mode == TrainingSession.Mode.TIMED:
-        cleaned = {name: _int(_value(form, name)) for name in ("days", "hours", "minutes")}
-        seconds = StartForm.time_budget_seconds(cleaned)
-        exact = timed_price_micros(seconds, price)
-        return Estimate(exact, exact, exact=True)
-    target = _int(_value(form, "epochs")) or model.target_epochs
-    epochs = max(0, target - model.epochs_completed)
-    return Estimate(
-        epochs * epoch_cost_micros(chosen.epoch_seconds_low * 1000, price),
-        epochs * epoch_cost_micros(chosen.epoch_seconds_high * 1000, price),
-        exact=False,
+    timed = mode == TrainingSession.Mode.TIMED
+    budget = StartForm.time_budget_seconds({n: _int(_value(form, n)) for n in ("days", "hours", "minutes")})
+    return estimate_cost(
+        model,
+        chosen.instance_type.price_per_hour_micros,
+        chosen.epoch_seconds,
+        mode=mode,
+        target_epochs=None if timed else _int(_value(form, "epochs")) or None,
+        time_budget_seconds=budget if timed else None,
     )
 
 
