@@ -100,9 +100,7 @@ def test_a_timed_start_records_exactly_the_prepaid_price(
     assert estimate_at_start(session) == shown == "US$0.25"
 
 
-def test_the_billing_tab_sets_the_estimate_beside_the_price(
-    owner_client: Client, user: User, model: YoloModel
-) -> None:
+def test_the_billing_tab_sets_the_estimate_beside_the_price(owner_client: Client, user: User, model: YoloModel) -> None:
     recorded = TrainingSession.objects.create(
         model=model, owner=user, instance_type=cpu_instance(), target_epochs=3,
         status=TrainingSession.Status.COMPLETED, estimated_low_micros=100_000, estimated_high_micros=300_000,
