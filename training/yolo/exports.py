@@ -53,6 +53,9 @@ def failure_reason(returncode: int, stderr: str) -> str:
 
 
 def main(weights: str, export_format: str, imgsz: str) -> None:
+    # OpenVINO's converter reports usage to Google Analytics unless a consent file in
+    # the home folder says no; without its telemetry package it uses its own no-op stub.
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
     produced = YOLO(weights).export(format=export_format, imgsz=int(imgsz), device="cpu")

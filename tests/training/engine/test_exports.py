@@ -180,11 +180,15 @@ def test_each_format_exports_in_its_work_folder_and_predicts_like_the_weights(
     sandbox = tmp_path / "tmp"
     sandbox.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(sandbox))  # the export's work folder goes here
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # where OpenVINO's telemetry would keep its client id
     before = all_storage_keys()
 
     export = request_export(model, export_format)
     run_export(export.pk)
 
+    assert files_below(home) == set()
     escaped = list(Path("/tmp").glob(f"{token}*"))  # noqa: S108 - where the attack would land
     for path in escaped:
         path.unlink()
