@@ -297,6 +297,9 @@ class Export(models.Model):
     class Format(models.TextChoices):
         ONNX = "onnx", "ONNX"
         TORCHSCRIPT = "torchscript", "TorchScript"
+        OPENVINO = "openvino", "OpenVINO"
+        NCNN = "ncnn", "NCNN"
+        COREML = "coreml", "CoreML"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

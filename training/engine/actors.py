@@ -31,8 +31,8 @@ def train_session(session_id: int) -> None:
 
 @light_actor(actor_name=EXPORT_MODEL_ACTOR, time_limit_ms=15 * 60 * 1000, max_retries=1)
 def export_model(export_id: int) -> None:
-    """Export a model's best weights to ONNX or TorchScript, on the light queue. Sent by
-    name from ``training.exports.request_export``."""
+    """Export a model's best weights to one of ``Export.Format``, on the light queue.
+    Sent by name from ``training.exports.request_export``."""
     from training.engine.exports import run_export
 
     run_export(export_id)

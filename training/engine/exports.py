@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 from django.core.files import File
@@ -30,8 +31,10 @@ def run_export(export_id: int) -> None:
         # A fixed file name: nothing the user typed (the model name) may appear in a path.
         weights = download(model.best_weights.name or "", work_dir / "best.pt")
         produced = export_weights(weights, export.format, int(model.train_args.get("imgsz", 640)), work_dir)
+        if produced.is_dir():
+            produced = zip_folder(produced, work_dir / "export.zip")
         with produced.open("rb") as handle:
-            name = default_storage.save(export_key(model, produced), File(handle))
+            name = default_storage.save(export_key(model, export.format), File(handle))
         previous = export.file.name
         Export.objects.filter(pk=export_id).update(
             status=Export.Status.DONE, file=name, finished_at=timezone.now(), error=""
@@ -45,3 +48,16 @@ def run_export(export_id: int) -> None:
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def zip_folder(folder: Path, archive: Path) -> Path:
+    """``folder`` as one zip whose entries start with the folder's own name (the
+    exporter's fixed ``best_openvino_model/``, ``best.mlpackage/``, ...), so that it
+    unpacks to what ultralytics and the format's runtime expect."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink():
+                raise RuntimeError(f"the exporter left a link in its folder: {path.name}")
+            if path.is_file():
+                bundle.write(path, path.relative_to(folder.parent).as_posix())
+    return archive

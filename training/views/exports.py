@@ -1,4 +1,5 @@
-"""A model's exports (ONNX, TorchScript): asking for one, and downloading it."""
+"""A model's exports (ONNX, TorchScript, OpenVINO, NCNN, CoreML): asking for one, and
+downloading it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from hubsite.http import AuthenticatedRequest
-from training.exports import ExportRefused, request_export
+from training.exports import ExportRefused, download_ending, request_export
 from training.filenames import download_filename
 from training.models import Export
 from training.views.downloads import stream_file
@@ -33,6 +34,5 @@ def export(request: AuthenticatedRequest, uid: uuid.UUID, export_format: str) ->
 def export_download(request: AuthenticatedRequest, uid: uuid.UUID, export_format: str) -> FileResponse:
     model = model_or_404(request, uid)
     done = get_object_or_404(Export, model=model, format=export_format, status=Export.Status.DONE)
-    name = done.file.name or ""
-    suffix = name.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
-    return stream_file(name, download_filename(model.name, f"-best.{suffix}", fallback="model"))
+    filename = download_filename(model.name, download_ending(done.format), fallback="model")
+    return stream_file(done.file.name or "", filename)

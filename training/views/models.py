@@ -17,6 +17,7 @@ from training import catalogue
 from training.filenames import download_filename
 from training.forms import ModelCreateForm, RenameForm
 from training.models import Dataset, TrainingSession, YoloModel
+from training.views.artifacts import artifacts_tab_context
 from training.views.downloads import stream_file
 from training.views.evaluation import evaluation_tab_context
 from training.views.predict import predict_tab_context
@@ -25,7 +26,11 @@ from training.weights import StartWeightsGone, create_model
 MODEL_TABS = ("train", "metrics", "evaluation", "predict", "configuration", "billing", "artifacts")
 WEIGHT_KINDS = ("best", "last")
 # Tabs with a context of their own, built only when that tab is shown.
-TAB_CONTEXTS = {"evaluation": evaluation_tab_context, "predict": predict_tab_context}
+TAB_CONTEXTS = {
+    "evaluation": evaluation_tab_context,
+    "predict": predict_tab_context,
+    "artifacts": artifacts_tab_context,
+}
 
 
 def model_or_404(request: AuthenticatedRequest, uid: uuid.UUID) -> YoloModel:
