@@ -37,12 +37,12 @@ class Line:
     label: str
     colour: str
     dash: str
-    points: tuple[Point, ...]
-    markers: bool
+    polyline: str  # the SVG points: "x,y x,y ..."
+    markers: tuple[Point, ...] = ()  # a dot with a hover title per point, on short lines only
 
-    @property
-    def polyline(self) -> str:
-        return " ".join(f"{point.x:.1f},{point.y:.1f}" for point in self.points)
+
+def _polyline(coordinates: Sequence[tuple[float, float]]) -> str:
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates)
 
 
 @dataclass(frozen=True)
@@ -118,11 +118,16 @@ def _epoch_chart(title: str, runs: Sequence[Run], key: str, *, top: float | None
     lines = []
     for run, style, points in zip(runs, styles(len(runs)), series, strict=True):
         name = run.model.name
-        drawn = tuple(
-            Point(x_of(epoch), y_of(min(max(value, 0.0), top_value)), f"{name}, epoch {epoch}: {value:.4f}")
-            for epoch, value in points
+        drawn = [(x_of(epoch), y_of(min(max(value, 0.0), top_value))) for epoch, value in points]
+        markers = (
+            tuple(
+                Point(x, y, f"{name}, epoch {epoch}: {value:.4f}")
+                for (x, y), (epoch, value) in zip(drawn, points, strict=True)
+            )
+            if len(points) <= MAX_MARKERS
+            else ()
         )
-        lines.append(Line(name, style.colour, style.dash, drawn, markers=len(drawn) <= MAX_MARKERS))
+        lines.append(Line(name, style.colour, style.dash, _polyline(drawn), markers))
     missing = [run.model.name for run, points in zip(runs, series, strict=True) if not points]
     return Chart(
         title=title,
@@ -142,11 +147,8 @@ def _pr_chart(runs: Sequence[Run]) -> Chart:
         curve = run.pr_curve
         if curve is None:
             continue
-        points = tuple(
-            Point(x_of(r), y_of(min(max(p, 0.0), 1.0)), f"{run.model.name}: recall {r:.2f}, precision {p:.3f}")
-            for r, p in zip(curve.recall, curve.precision, strict=True)
-        )
-        lines.append(Line(run.model.name, style.colour, style.dash, points, markers=False))
+        drawn = [(x_of(r), y_of(min(max(p, 0.0), 1.0))) for r, p in zip(curve.recall, curve.precision, strict=True)]
+        lines.append(Line(run.model.name, style.colour, style.dash, _polyline(drawn)))
     missing = [run.model.name for run in runs if run.pr_curve is None]
     return Chart(
         title="Precision-recall (evaluation, all classes)",

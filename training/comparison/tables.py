@@ -103,10 +103,25 @@ def shared_losses(runs: Sequence[Run]) -> tuple[Measure, ...]:
     return tuple(Measure(key, _loss_label(key), higher_is_better=False) for key in losses)
 
 
+# What ultralytics' loss names stand for (the Train tab's charts say the same).
+LOSS_LABELS = {
+    "box_loss": "Box loss",
+    "seg_loss": "Mask loss",
+    "pose_loss": "Keypoint loss",
+    "kobj_loss": "Keypoint visibility loss",
+    "rle_loss": "Keypoint RLE loss",
+    "angle_loss": "Angle loss",
+    "cls_loss": "Class loss",
+    "dfl_loss": "DFL loss",
+    "l1_loss": "L1 box loss",
+    "sem_loss": "Semantic loss",
+    "loss": "Loss",
+}
+
+
 def _loss_label(key: str) -> str:
     stage, _, name = key.partition("_")
-    part = name.removesuffix("loss").strip("_").replace("_", " ")
-    return f"{part.capitalize()} loss ({stage})" if part else f"Loss ({stage})"
+    return f"{LOSS_LABELS.get(name, name.replace('_', ' ').capitalize())} ({stage})"
 
 
 # --- best epoch ---------------------------------------------------------------------------
@@ -182,7 +197,7 @@ def metric_sections(runs: Sequence[Run]) -> tuple[Section, ...]:
         ),
     ]
     if any(run.evaluation is not None for run in runs):
-        rows = [_text_row("Weights of epoch", [_optional(run.evaluation_epoch) for run in runs])]
+        rows = [Row("Weights of epoch", tuple(Cell(_optional(run.evaluation_epoch)) for run in runs))]
         rows += [
             measure_row(
                 m.label,
