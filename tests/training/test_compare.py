@@ -233,6 +233,31 @@ def test_models_of_different_tasks_are_compared_on_what_they_share(owner_client:
     assert "These models share no measure to chart." in body
 
 
+def test_segmenters_compare_their_masks_first(owner_client: Client, funded: User) -> None:
+    def masks(precision: float, map50: float) -> dict[str, float]:
+        return {
+            **detect_metrics(0.5),
+            "mask_precision": precision,
+            "mask_recall": 0.5,
+            "mask_map50": map50,
+            "mask_map50_95": map50 / 2,
+            "train_seg_loss": 1.0 + map50,
+            "val_seg_loss": 1.1,
+        }
+
+    one = make_run(funded, "seg-a", [masks(0.8, 0.4)], task="segment", architecture="yolo11n-seg")
+    two = make_run(funded, "seg-b", [masks(0.6, 0.6)], task="segment", architecture="yolo11n-seg")
+    body = owner_client.get(query(one, two)).content.decode()
+    final = body[body.index("<h3>Final epoch</h3>") : body.index("<h3>Best epoch</h3>")]
+    labels = [label.strip() for label in re.findall(r'<th scope="row">([^<]+)', final)]
+    assert labels[:6] == ["Epoch", "Mask precision", "Mask recall", "Mask mAP50", "Mask mAP50-95", "Precision"]
+    assert labels[9:11] == ["Mask loss (train)", "Box loss (train)"]  # the task's own loss first
+    assert cells(row_html(final, "Mask precision"))[0].startswith("<strong>0.8000</strong>")
+    assert cells(row_html(final, "Mask mAP50"))[1].startswith("<strong>0.6000</strong>")
+    assert cells(row_html(final, "Mask loss (train)"))[0].startswith("<strong>1.4000</strong>")
+    assert "Mask mAP50 per epoch" in body
+
+
 def test_classifiers_compare_accuracy(owner_client: Client, funded: User) -> None:
     one = make_run(funded, "cls-a", [{"top1": 0.6, "top5": 0.9, "train_loss": 0.9, "val_loss": 1.0}], task="classify")
     two = make_run(funded, "cls-b", [{"top1": 0.7, "top5": 0.9, "train_loss": 0.8, "val_loss": 1.1}], task="classify")

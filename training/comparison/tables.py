@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from billing.money import format_usd
 from training import task_metrics
@@ -36,7 +36,10 @@ BOX_MEASURES = (
 
 
 def _prefixed(prefix: str, label: str) -> tuple[Measure, ...]:
-    return tuple(Measure(f"{prefix}_{m.key}", f"{label} {m.label}") for m in BOX_MEASURES)
+    return tuple(
+        Measure(f"{prefix}_{m.key}", f"{label} {m.label if m.label.startswith('mAP') else m.label.lower()}")
+        for m in BOX_MEASURES
+    )
 
 
 # Each task's quality measures, under the names the worker and the evaluation store.
@@ -46,6 +49,22 @@ TASK_MEASURES: dict[str, tuple[Measure, ...]] = {
     Task.SEGMENT: (*_prefixed("mask", "Mask"), *BOX_MEASURES),
     Task.POSE: (*_prefixed("pose", "Pose"), *BOX_MEASURES),
     Task.CLASSIFY: (Measure("top1", "Top-1 accuracy"), Measure("top5", "Top-5 accuracy")),
+}
+
+
+# What ultralytics' loss names stand for (the Train tab's charts say the same).
+LOSS_LABELS = {
+    "box_loss": "Box loss",
+    "seg_loss": "Mask loss",
+    "pose_loss": "Keypoint loss",
+    "kobj_loss": "Keypoint visibility loss",
+    "rle_loss": "Keypoint RLE loss",
+    "angle_loss": "Angle loss",
+    "cls_loss": "Class loss",
+    "dfl_loss": "DFL loss",
+    "l1_loss": "L1 box loss",
+    "sem_loss": "Semantic loss",
+    "loss": "Loss",
 }
 
 
@@ -72,7 +91,7 @@ class Section:
 @dataclass(frozen=True)
 class SettingsTable:
     rows: tuple[Row, ...]
-    differing: int = field(default=0)
+    differing: int  # how many rows differ
 
 
 # --- which measures -----------------------------------------------------------------------
@@ -101,22 +120,6 @@ def shared_losses(runs: Sequence[Run]) -> tuple[Measure, ...]:
         key=lambda key: (key.startswith("val_"), key.partition("_")[2] != main, key),
     )
     return tuple(Measure(key, _loss_label(key), higher_is_better=False) for key in losses)
-
-
-# What ultralytics' loss names stand for (the Train tab's charts say the same).
-LOSS_LABELS = {
-    "box_loss": "Box loss",
-    "seg_loss": "Mask loss",
-    "pose_loss": "Keypoint loss",
-    "kobj_loss": "Keypoint visibility loss",
-    "rle_loss": "Keypoint RLE loss",
-    "angle_loss": "Angle loss",
-    "cls_loss": "Class loss",
-    "dfl_loss": "DFL loss",
-    "l1_loss": "L1 box loss",
-    "sem_loss": "Semantic loss",
-    "loss": "Loss",
-}
 
 
 def _loss_label(key: str) -> str:
