@@ -27,8 +27,8 @@ Scale = Callable[[float], float]  # a value to its position on an axis
 
 @dataclass(frozen=True)
 class Point:
-    x: float
-    y: float
+    x: str  # SVG coordinates, formatted here: the template would localise floats, slowly
+    y: str
     title: str
 
 
@@ -45,9 +45,13 @@ def _polyline(coordinates: Sequence[tuple[float, float]]) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates)
 
 
+def _coordinate(value: float) -> str:
+    return f"{value:.1f}"
+
+
 @dataclass(frozen=True)
 class Tick:
-    position: float
+    position: str  # an SVG coordinate, formatted
     label: str
 
 
@@ -121,7 +125,7 @@ def _epoch_chart(title: str, runs: Sequence[Run], key: str, *, top: float | None
         drawn = [(x_of(epoch), y_of(min(max(value, 0.0), top_value))) for epoch, value in points]
         markers = (
             tuple(
-                Point(x, y, f"{name}, epoch {epoch}: {value:.4f}")
+                Point(_coordinate(x), _coordinate(y), f"{name}, epoch {epoch}: {value:.4f}")
                 for (x, y), (epoch, value) in zip(drawn, points, strict=True)
             )
             if len(points) <= MAX_MARKERS
@@ -133,7 +137,7 @@ def _epoch_chart(title: str, runs: Sequence[Run], key: str, *, top: float | None
         title=title,
         x_label="Epoch",
         lines=tuple(lines),
-        x_ticks=tuple(Tick(x_of(epoch), str(epoch)) for epoch in _epoch_ticks(first, last)),
+        x_ticks=tuple(Tick(_coordinate(x_of(epoch)), str(epoch)) for epoch in _epoch_ticks(first, last)),
         y_ticks=_y_ticks(y_of, top_value),
         note=f"No epochs yet: {', '.join(missing)}." if missing else "",
     )
@@ -154,7 +158,7 @@ def _pr_chart(runs: Sequence[Run]) -> Chart:
         title="Precision-recall (evaluation, all classes)",
         x_label="Recall",
         lines=tuple(lines),
-        x_ticks=tuple(Tick(x_of(step / 4), f"{step / 4:.2g}") for step in range(5)),
+        x_ticks=tuple(Tick(_coordinate(x_of(step / 4)), f"{step / 4:.2g}") for step in range(5)),
         y_ticks=_y_ticks(y_of, 1.0),
         note=f"Not evaluated, or no curve for its task: {', '.join(missing)}." if missing else "",
     )
@@ -170,7 +174,7 @@ def _scale(low: float, high: float, start: float, end: float) -> Scale:
 
 
 def _y_ticks(y_of: Scale, top_value: float) -> tuple[Tick, ...]:
-    return tuple(Tick(y_of(top_value * step / 4), f"{top_value * step / 4:.2g}") for step in range(5))
+    return tuple(Tick(_coordinate(y_of(top_value * step / 4)), f"{top_value * step / 4:.2g}") for step in range(5))
 
 
 def _epoch_ticks(first: int, last: int, count: int = 6) -> list[int]:
