@@ -261,9 +261,21 @@ def test_segmenters_compare_their_masks_first(owner_client: Client, funded: User
 def test_classifiers_compare_accuracy(owner_client: Client, funded: User) -> None:
     one = make_run(funded, "cls-a", [{"top1": 0.6, "top5": 0.9, "train_loss": 0.9, "val_loss": 1.0}], task="classify")
     two = make_run(funded, "cls-b", [{"top1": 0.7, "top5": 0.9, "train_loss": 0.8, "val_loss": 1.1}], task="classify")
+    for model, top1 in ((one, 0.65), (two, 0.55)):  # a classifier's evaluation has no curves
+        ModelEvaluation.objects.create(
+            model=model,
+            task="classify",
+            status=ModelEvaluation.Status.DONE,
+            weights_epoch=1,
+            metrics={"top1": top1, "top5": 0.9},
+            per_class=[{"name": "a", "images": 4, "top1": top1}],
+        )
     body = owner_client.get(query(one, two)).content.decode()
     final = body[body.index("<h3>Final epoch</h3>") : body.index("<h3>Best epoch</h3>")]
     assert cells(row_html(final, "Top-1 accuracy"))[1].startswith("<strong>0.7000</strong>")
+    evaluation = body[body.index("<h3>Evaluation</h3>") : body.index('<h2 id="curves">')]
+    assert cells(row_html(evaluation, "Top-1 accuracy"))[0].startswith("<strong>0.6500</strong>")
+    assert "Precision-recall" not in body
     assert cells(row_html(final, "Loss (val)"))[0].startswith("<strong>1.0000</strong>")
     assert "Top-1 accuracy per epoch" in body
 
