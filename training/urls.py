@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training.views import datasets, exports, home, models, train, weights
+from training.views import compare, datasets, exports, home, models, train, weights
 
 app_name = "training"
 urlpatterns = [
@@ -17,6 +17,7 @@ urlpatterns = [
     path("datasets/<uuid:uid>/samples/<int:index>.jpg", datasets.dataset_sample, name="dataset_sample"),
     path("models/", models.model_list, name="model_list"),
     path("models/new/", models.model_create, name="model_create"),
+    path("models/compare/", compare.model_compare, name="model_compare"),
     path("models/<uuid:uid>/", models.model_detail, name="model_detail"),
     path("models/<uuid:uid>/rename/", models.model_rename, name="model_rename"),
     path("models/<uuid:uid>/weights/<str:kind>/", models.model_weights, name="model_weights"),

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from hubsite.http import AuthenticatedRequest, owned_or_404
 from training import catalogue
+from training.comparison import MAX_MODELS, MIN_MODELS
 from training.filenames import download_filename
 from training.forms import ModelCreateForm, RenameForm
 from training.models import Dataset, TrainingSession, YoloModel
@@ -40,8 +41,15 @@ def model_or_404(request: AuthenticatedRequest, uid: uuid.UUID) -> YoloModel:
 
 @require_GET
 def model_list(request: AuthenticatedRequest) -> HttpResponse:
-    models = YoloModel.objects.filter(owner=request.user).select_related("dataset")
-    return render(request, "training/model_list.html", {"models": models})
+    models = list(YoloModel.objects.filter(owner=request.user).select_related("dataset"))
+    context = {
+        "models": models,
+        # ?compare=<uid> (the model page's "Compare with..." link) ticks that model.
+        "preselected": request.GET.getlist("compare"),
+        "min_compare": MIN_MODELS,
+        "max_compare": MAX_MODELS,
+    }
+    return render(request, "training/model_list.html", context)
 
 
 @require_http_methods(["GET", "POST"])
