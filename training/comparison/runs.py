@@ -12,7 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.postgres.aggregates import JSONBAgg
 from django.db.models import Sum
+from django.db.models.functions import JSONArray
 
 from billing.models import LedgerLine
 from billing.reports import MODEL_KINDS
@@ -120,14 +122,19 @@ def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
 
 
 def _histories(model_ids: list[int]) -> dict[int, list[tuple[int, int, dict[str, float]]]]:
-    histories: dict[int, list[tuple[int, int, dict[str, float]]]] = defaultdict(list)
-    records = (
+    """Each model's epochs as (epoch, milliseconds, metrics), oldest first. PostgreSQL
+    sends one JSON array per model: decoding five documents of a hundred epochs is a
+    fraction of the cost of five hundred rows of one each."""
+    rows = (
         EpochRecord.objects.filter(model_id__in=model_ids)
-        .order_by("model_id", "epoch")
-        .values_list("model_id", "epoch", "duration_ms", "metrics")
+        .order_by()
+        .values("model_id")
+        .annotate(epochs=JSONBAgg(JSONArray("epoch", "duration_ms", "metrics"), order_by="epoch"))
+        .values_list("model_id", "epochs")
     )
-    for model_id, epoch, duration_ms, metrics in records:
-        histories[model_id].append((epoch, duration_ms, metrics))
+    histories: dict[int, list[tuple[int, int, dict[str, float]]]] = defaultdict(list)
+    for model_id, epochs in rows:
+        histories[model_id] = [(epoch, duration_ms, metrics) for epoch, duration_ms, metrics in epochs]
     return histories
 
 
