@@ -16,7 +16,7 @@ from training.datasets import DatasetError, local_copy, storage_put
 from training.engine.runner import download
 from training.evaluation import picture_key
 from training.models import ModelEvaluation, YoloModel
-from training.yolo.evaluation import Evaluated, Picture, evaluate
+from training.yolo.evaluation import Evaluated, Picture, UnreadableWeights, evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def run_evaluation(evaluation_id: int) -> None:
     except Exception as error:
         logger.exception("evaluation %s failed", evaluation_id)
         ModelEvaluation.objects.filter(pk=evaluation_id, status=Status.RUNNING).update(
-            status=Status.FAILED, error=failure_message(error), finished_at=timezone.now()
+            status=Status.FAILED, error=failure_message(error, work_dir), finished_at=timezone.now()
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -79,11 +79,12 @@ class EvaluationError(Exception):
     """The evaluation cannot run; the message says why in plain words."""
 
 
-def failure_message(error: Exception) -> str:
-    if isinstance(error, EvaluationError | DatasetError):
+def failure_message(error: Exception, work_dir: Path) -> str:
+    """The failure in plain words, without the worker's temporary paths."""
+    if isinstance(error, EvaluationError | DatasetError | UnreadableWeights):
         detail = str(error)
     elif isinstance(error, FileNotFoundError):
         detail = "the model's weights or dataset are no longer in storage"
     else:
-        detail = f"{type(error).__name__}: {error}"
+        detail = str(error).replace(str(work_dir), "") or type(error).__name__
     return f"The evaluation failed: {detail}"[:1000]

@@ -30,6 +30,10 @@ CLASS_FIGURES = ("precision", "recall", "map50", "map50_95")
 CURVE_NAMES = ("pr", "f1", "precision", "recall")
 
 
+class UnreadableWeights(Exception):
+    """The weights file is not a checkpoint ultralytics can load."""
+
+
 @dataclass(frozen=True)
 class Picture:
     batch: int
@@ -51,7 +55,10 @@ def evaluate(weights: Path, data: Path, imgsz: int, work_dir: Path) -> Evaluated
     CPU with plots on, into ``work_dir``, and read the results."""
     disable_settings_sync()
     save_dir = work_dir / "val"
-    yolo = YOLO(str(weights))
+    try:
+        yolo = YOLO(str(weights))
+    except Exception as error:
+        raise UnreadableWeights("the best weights cannot be read (the file is damaged or not a checkpoint)") from error
     running = set(threading.enumerate())
     results = yolo.val(
         data=str(data),
