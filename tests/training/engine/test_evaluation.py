@@ -122,7 +122,8 @@ def test_an_evaluation_of_each_task_measures_it_per_class_and_keeps_its_pictures
 
     assert evaluation.status == Status.DONE, evaluation.error
     assert (evaluation.task, evaluation.weights_epoch) == (task, 1)
-    assert evaluation.started_at is not None and evaluation.finished_at is not None
+    assert evaluation.started_at is not None
+    assert evaluation.finished_at is not None
     assert set(evaluation.metrics) == {metric.key for metric in overall_figures(task)}
     assert all(0.0 <= value <= 1.0 for value in evaluation.metrics.values())
 
