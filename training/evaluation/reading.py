@@ -32,6 +32,7 @@ TASK_FIGURES: dict[str, tuple[Metric, ...]] = {
     Task.POSE: _prefixed("", "Box") + _prefixed("pose_", "Pose"),
     Task.CLASSIFY: (Metric("top1", "Top-1 accuracy"), Metric("top5", "Top-5 accuracy")),
 }
+NO_VALUE = "\u2013"  # an en dash
 CLASSIFY_CLASS_FIGURES = (Metric("top1", "Top-1 accuracy"),)
 # The per-class figure that ranks the classes, worst first: the task's own mAP50-95.
 RANKED_BY = {Task.SEGMENT: "mask_map50_95", Task.POSE: "pose_map50_95", Task.CLASSIFY: "top1"}
@@ -66,6 +67,11 @@ class ClassRow:
     values: tuple[float | None, ...]  # class_figures(task), in order
     score: float | None  # the ranking figure; None when the class has no validation examples
     below_overall: bool
+
+    @property
+    def shown(self) -> list[str]:
+        """The values as the table shows them; a dash for a class without validation examples."""
+        return [NO_VALUE if value is None else f"{value:.3f}" for value in self.values]
 
 
 def figures(evaluation: ModelEvaluation) -> list[Figure]:

@@ -12,13 +12,18 @@ from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.utils.http import content_disposition_header
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_POST
 
 from hubsite.http import AuthenticatedRequest, owned_or_404
 from hubsite.rate_limits import Limit, limit_posts
 from training.evaluation import (
+    ClassRow,
     EvaluationRefused,
+    Figure,
+    PicturePair,
     class_figures,
     class_rows,
     confusion_rows,
@@ -32,35 +37,82 @@ from training.evaluation import (
 )
 from training.filenames import download_filename
 from training.models import ModelEvaluation, YoloModel
+from training.task_metrics import Metric
 from training.views.downloads import stream_file
-from training.views.evaluation_charts import curve_charts
+from training.views.evaluation_charts import CurveChart, confusion_cells, curve_charts
 
 EVALUATIONS = Limit("evaluations-user", "user", "RATE_LIMIT_EVALUATIONS_PER_USER")
+# The bulk of an evaluation (the curves alone are tens of kilobytes), read only to
+# render results that are not cached yet.
+RESULT_FIELDS = ("metrics", "per_class", "curves", "confusion", "pictures")
 SUMMARY_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
 
 
 def evaluation_tab_context(request: AuthenticatedRequest, model: YoloModel) -> dict[str, Any]:
-    """The tab's context, in one query whatever the number of classes."""
-    evaluation = ModelEvaluation.objects.filter(model=model).first()
-    context: dict[str, Any] = {
+    """The tab's context: one query for the evaluation's state, one more for its
+    results when they are not cached yet, whatever the number of classes."""
+    evaluation = ModelEvaluation.objects.filter(model=model).defer(*RESULT_FIELDS).first()
+    done = evaluation is not None and evaluation.status == ModelEvaluation.Status.DONE
+    return {
         "evaluation": evaluation,
         "evaluation_outdated": evaluation is not None and evaluation.weights_epoch < model.epochs_completed,
+        "results": EvaluationResults(evaluation) if done and evaluation else None,
     }
-    if evaluation is None or evaluation.status != ModelEvaluation.Status.DONE:
-        return context
-    confusion = confusion_rows(evaluation)
-    return {
-        **context,
-        "figures": figures(evaluation),
-        "class_figures": class_figures(evaluation.task),
-        "class_rows": class_rows(evaluation),
-        "ranked_by": ranked_by(evaluation.task),
-        "confusion_labels": [row.predicted for row in confusion],
-        "confusion_rows": confusion,
-        "curve_charts": curve_charts(evaluation.curves, [str(row["name"]) for row in evaluation.per_class]),
-        "curves_of": curves_of(evaluation.task),
-        "picture_pairs": picture_pairs(evaluation),
-    }
+
+
+class EvaluationResults:
+    """What the tab shows of a done evaluation, each part built when the template first
+    reads it. A done evaluation never changes (a new one gets a new ``finished_at``), so
+    the template caches the rendered results per evaluation and, on a hit, reads none."""
+
+    def __init__(self, state: ModelEvaluation) -> None:
+        self.state = state  # without RESULT_FIELDS
+
+    @property
+    def cache_key(self) -> str:
+        finished = self.state.finished_at.isoformat() if self.state.finished_at else ""
+        return f"{self.state.pk}:{self.state.model_id}:{finished}"
+
+    @cached_property
+    def evaluation(self) -> ModelEvaluation:
+        return ModelEvaluation.objects.get(pk=self.state.pk)
+
+    @cached_property
+    def figures(self) -> list[Figure]:
+        return figures(self.evaluation)
+
+    @cached_property
+    def class_figures(self) -> tuple[Metric, ...]:
+        return class_figures(self.evaluation.task)
+
+    @cached_property
+    def class_rows(self) -> list[ClassRow]:
+        return class_rows(self.evaluation)
+
+    @cached_property
+    def ranked_by(self) -> Metric:
+        return ranked_by(self.evaluation.task)
+
+    @cached_property
+    def confusion(self) -> list[tuple[str, SafeString]]:
+        return [(row.predicted, confusion_cells(row)) for row in confusion_rows(self.evaluation)]
+
+    @cached_property
+    def confusion_labels(self) -> list[str]:
+        return [predicted for predicted, _cells in self.confusion]
+
+    @cached_property
+    def curve_charts(self) -> list[CurveChart]:
+        names = [str(row["name"]) for row in self.evaluation.per_class]
+        return curve_charts(self.evaluation.curves, names)
+
+    @cached_property
+    def curves_of(self) -> str:
+        return curves_of(self.evaluation.task)
+
+    @cached_property
+    def picture_pairs(self) -> list[PicturePair]:
+        return picture_pairs(self.evaluation)
 
 
 def _model(request: AuthenticatedRequest, uid: uuid.UUID) -> YoloModel:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from training.datasets import storage_put
 from training.evaluation import picture_key
@@ -39,6 +40,7 @@ def done_evaluation(model: YoloModel, *, classes: int = 3, pictures: int = 3, st
             "status": ModelEvaluation.Status.DONE,
             "task": Dataset.Task.DETECT,
             "weights_epoch": model.epochs_completed,
+            "finished_at": timezone.now(),
             "metrics": {"precision": 0.6, "recall": 0.55, "map50": 0.62, "map50_95": 0.5},
             "per_class": [_row(name, score, index) for index, (name, score) in enumerate(scores.items())],
             "curves": {
