@@ -121,11 +121,13 @@ def confusion_rows(evaluation: ModelEvaluation) -> list[ConfusionRow]:
     labels = evaluation.confusion.get("labels", [])
     counts: list[list[int]] = evaluation.confusion.get("counts", [])
     totals = [sum(column) for column in zip(*counts, strict=True)] if counts else []
+    # The box tasks' last row and column are "background": no right answer there.
+    classes = len(labels) if evaluation.task == Task.CLASSIFY else len(labels) - 1
     return [
         ConfusionRow(
             predicted=str(labels[row]),
             cells=tuple(
-                Cell(count, count / totals[column] if totals[column] else 0.0, row == column)
+                Cell(count, count / totals[column] if totals[column] else 0.0, row == column < classes)
                 for column, count in enumerate(values)
             ),
         )
