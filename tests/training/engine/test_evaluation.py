@@ -18,6 +18,7 @@ from django.core.files.storage import default_storage
 
 from hubsite.models import User
 from tests.factories import TINY_TRAINING, make_ready_dataset
+from tests.helpers import WorkerFactory, wait_for
 from tests.training.evaluation.helpers import stored
 from training.datasets import IMAGE_SUFFIXES, extract_archive, read_spec, storage_put, training_yaml_text
 from training.datasets.synthetic import class_names, write_synthetic_dataset
@@ -158,6 +159,26 @@ def test_an_evaluation_of_each_task_measures_it_per_class_and_keeps_its_pictures
     for key in evaluation.pictures:
         assert key.startswith(f"{model.storage_prefix}/evaluation/batch")
         assert stored(key)[:3] == b"\xff\xd8\xff"  # a JPEG
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_light_worker_runs_the_evaluation_it_is_sent(
+    user: User, tmp_path: Path, trained_weights: Callable[[str], bytes], start_worker: WorkerFactory
+) -> None:
+    model = trained_model(user, tmp_path, "detect", trained_weights("detect"))
+    start_worker("default")
+
+    evaluation = request_evaluation(model)
+
+    wait_for(
+        lambda: ModelEvaluation.objects.filter(pk=evaluation.pk, status__in=(Status.DONE, Status.FAILED)).exists(),
+        timeout=180,
+        interval=0.5,
+    )
+    evaluation.refresh_from_db()
+    assert evaluation.status == Status.DONE, evaluation.error
+    assert evaluation.per_class
+    assert evaluation.pictures
 
 
 def test_a_redelivered_message_leaves_a_done_evaluation_alone(
