@@ -33,6 +33,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.benchdb import setup_django, throwaway_database, worker_environ
 
@@ -59,13 +60,16 @@ def main() -> None:
 def _measure(args: argparse.Namespace) -> None:
     from django.core.management import call_command
     from django.db import connection
-    from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     call_command("migrate", verbosity=0)
     path, client = _build(args)
     fragment = {"HX-Request": "true"}
-    variants = (("fragment, first render", fragment, True), ("fragment", fragment, False), ("page", {}, False))
+    variants: tuple[tuple[str, dict[str, str], bool], ...] = (
+        ("fragment, first render", fragment, True),
+        ("fragment", fragment, False),
+        ("page", {}, False),
+    )
     for label, headers, cold in variants:
         latencies = _render(client, path, headers, args.renders, cold=cold)
         centiles = statistics.quantiles(latencies, n=100, method="inclusive")
@@ -77,11 +81,10 @@ def _measure(args: argparse.Namespace) -> None:
     with CaptureQueriesContext(connection) as queries:
         response = client.get(path)
     assert response.status_code == 200, response.status_code
-    assert isinstance(client, Client)
     print(f"p50_ms={centiles[49]:.1f} p99_ms={centiles[98]:.1f} queries={len(queries)}")
 
 
-def _build(args: argparse.Namespace) -> tuple[str, object]:
+def _build(args: argparse.Namespace) -> tuple[str, Any]:
     from django.test import Client
     from django.utils import timezone
 
@@ -115,13 +118,11 @@ def _build(args: argparse.Namespace) -> tuple[str, object]:
     return f"/models/{model.uid}/?tab=evaluation", client
 
 
-def _render(client: object, path: str, headers: dict[str, str], renders: int, *, cold: bool) -> list[float]:
+def _render(client: Any, path: str, headers: dict[str, str], renders: int, *, cold: bool) -> list[float]:
     """Latencies of ``renders`` renders, sorted; ``cold``: with the rendered results not
     cached yet (as the first view after an evaluation), else cached."""
     from django.core.cache import cache
-    from django.test import Client
 
-    assert isinstance(client, Client)
     for _ in range(WARM_UP):
         client.get(path, headers=headers)
     latencies = []

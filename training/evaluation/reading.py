@@ -35,9 +35,9 @@ TASK_FIGURES: dict[str, tuple[Metric, ...]] = {
 NO_VALUE = "\u2013"  # an en dash
 CLASSIFY_CLASS_FIGURES = (Metric("top1", "Top-1 accuracy"),)
 # The per-class figure that ranks the classes, worst first: the task's own mAP50-95.
-RANKED_BY = {Task.SEGMENT: "mask_map50_95", Task.POSE: "pose_map50_95", Task.CLASSIFY: "top1"}
+RANKED_BY: dict[str, str] = {Task.SEGMENT: "mask_map50_95", Task.POSE: "pose_map50_95", Task.CLASSIFY: "top1"}
 # What the curves are of (``training.yolo.evaluation`` draws the task's own measure).
-CURVES_OF = {Task.SEGMENT: "masks", Task.POSE: "keypoints", Task.OBB: "rotated boxes"}
+CURVES_OF: dict[str, str] = {Task.SEGMENT: "masks", Task.POSE: "keypoints", Task.OBB: "rotated boxes"}
 
 
 def overall_figures(task: str) -> tuple[Metric, ...]:

@@ -71,9 +71,10 @@ def evaluate(weights: Path, data: Path, imgsz: int, work_dir: Path) -> Evaluated
         verbose=False,
     )
     _wait_for_drawings(running)
+    task = str(yolo.task)
     names = {int(index): str(name) for index, name in yolo.names.items()}
     matrix = np.asarray(results.confusion_matrix.matrix)
-    if yolo.task == "classify":
+    if task == "classify":
         return Evaluated(
             metrics=_overall(results.results_dict),
             per_class=classify_rows(matrix, names),
@@ -83,8 +84,8 @@ def evaluate(weights: Path, data: Path, imgsz: int, work_dir: Path) -> Evaluated
         )
     return Evaluated(
         metrics=_overall(results.results_dict),
-        per_class=box_rows(results, names, yolo.task),
-        curves=task_curves(getattr(results, CURVE_MEASURE.get(yolo.task, "box")), names),
+        per_class=box_rows(results, names, task),
+        curves=task_curves(getattr(results, CURVE_MEASURE.get(task, "box")), names),
         confusion=confusion(matrix, names, background=True),
         pictures=_pictures(save_dir),
     )
