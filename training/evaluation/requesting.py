@@ -8,6 +8,7 @@ never billed: no hold, no charge, whatever it costs the worker.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.db import transaction
@@ -15,6 +16,8 @@ from django.utils import timezone
 
 from hubsite.jobs import LIGHT_QUEUE, send_by_name_on_commit
 from training.models import ModelEvaluation, TrainingSession, YoloModel
+
+logger = logging.getLogger(__name__)
 
 EVALUATE_MODEL_ACTOR = "evaluate_model"
 EVALUATION_TIME_LIMIT_MS = 30 * 60 * 1000
@@ -73,7 +76,17 @@ def _reset(evaluation: ModelEvaluation, model: YoloModel) -> None:
 def evaluate_new_weights(session_id: int) -> ModelEvaluation | None:
     """At the end of a session: evaluate the model if its best weights are newer than
     its evaluation (or it has none). Called inside the transaction that ends the
-    session, so the message leaves only if that commits."""
+    session, so the message leaves only if that commits; in a savepoint of its own, so
+    an evaluation that cannot be asked for never keeps the session from ending."""
+    try:
+        with transaction.atomic():
+            return _evaluate_if_outdated(session_id)
+    except Exception:
+        logger.exception("could not ask for an evaluation at the end of session %s", session_id)
+        return None
+
+
+def _evaluate_if_outdated(session_id: int) -> ModelEvaluation | None:
     model = (
         YoloModel.objects.select_related("dataset")
         .filter(pk=TrainingSession.objects.filter(pk=session_id).values("model_id")[:1])

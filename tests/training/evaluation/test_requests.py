@@ -29,6 +29,7 @@ from training.evaluation import (
     evaluate_now,
     give_up_lost_evaluations,
     request_evaluation,
+    requesting,
 )
 from training.models import ModelEvaluation, TrainingSession, YoloModel
 
@@ -159,6 +160,25 @@ def test_a_session_that_ends_without_weights_asks_for_nothing(user: User, redis_
 
     assert sessions.finish(session.pk, WORKER, TrainingSession.Status.FAILED, reason="no epoch")
 
+    assert not ModelEvaluation.objects.exists()
+    assert queued_evaluations(redis_client) == []
+
+
+def test_a_session_ends_even_when_its_evaluation_cannot_be_asked_for(
+    user: User, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = with_weights(make_model(user))
+    session = make_session(user, model=model)
+
+    def broken(model: YoloModel) -> ModelEvaluation:
+        ModelEvaluation.objects.create(model=model, task="detect")  # rolled back with the savepoint
+        raise RuntimeError("the database refused")
+
+    monkeypatch.setattr(requesting, "request_evaluation", broken)
+
+    assert sessions.finish(session.pk, WORKER, TrainingSession.Status.COMPLETED)
+
+    assert TrainingSession.objects.get(pk=session.pk).status == TrainingSession.Status.COMPLETED
     assert not ModelEvaluation.objects.exists()
     assert queued_evaluations(redis_client) == []
 
