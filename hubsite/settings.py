@@ -214,6 +214,8 @@ RATE_LIMIT_LOGIN_FAILURES_PER_IP = env_int("RATE_LIMIT_LOGIN_FAILURES_PER_IP", 2
 RATE_LIMIT_SIGN_UPS_PER_IP = env_int("RATE_LIMIT_SIGN_UPS_PER_IP", 10, minimum=1)
 RATE_LIMIT_PASSWORD_RESETS_PER_IP = env_int("RATE_LIMIT_PASSWORD_RESETS_PER_IP", 5, minimum=1)
 RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS = env_int("RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS", 3, minimum=1)
+# "Evaluate again" posts per user (each runs a validation on a light worker, unbilled).
+RATE_LIMIT_EVALUATIONS_PER_USER = env_int("RATE_LIMIT_EVALUATIONS_PER_USER", 10, minimum=1)
 
 # Training workers. Every worker process refreshes its alive key in Redis every
 # WORKER_ALIVE_INTERVAL_SECONDS; the key expires after WORKER_ALIVE_TTL_SECONDS. The

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training.views import compare, datasets, exports, home, models, train, weights
+from training.views import compare, datasets, evaluation, exports, home, models, train, weights
 
 app_name = "training"
 urlpatterns = [
@@ -31,6 +31,17 @@ urlpatterns = [
     path("models/<uuid:uid>/train/charts/", train.charts, name="train_charts"),
     path("models/<uuid:uid>/exports/<str:export_format>/", exports.export, name="export"),
     path("models/<uuid:uid>/exports/<str:export_format>/download/", exports.export_download, name="export_download"),
+    path("models/<uuid:uid>/evaluation/", evaluation.evaluate, name="evaluate"),
+    path(
+        "models/<uuid:uid>/evaluation/pictures/<int:index>.jpg",
+        evaluation.evaluation_picture,
+        name="evaluation_picture",
+    ),
+    path(
+        "models/<uuid:uid>/evaluation/summary.<str:file_format>",
+        evaluation.evaluation_summary,
+        name="evaluation_summary",
+    ),
     path("weights/", weights.weights_list, name="weights_list"),
     path("weights/upload/", weights.weights_upload, name="weights_upload"),
     path("weights/<uuid:uid>/", weights.weights_detail, name="weights_detail"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dramatiq
 
 from hubsite.jobs import light_actor
+from training.evaluation import EVALUATE_MODEL_ACTOR, EVALUATION_TIME_LIMIT_MS
 from training.exports import EXPORT_MODEL_ACTOR
 from training.presence import new_worker_id
 from training.sessions import TRAIN_SESSION_ACTOR
@@ -36,3 +37,14 @@ def export_model(export_id: int) -> None:
     from training.engine.exports import run_export
 
     run_export(export_id)
+
+
+# No retry: an evaluation that failed fails the same way again, and one stopped by the
+# time limit would only run as long again (``give_up_lost_evaluations`` records it).
+@light_actor(actor_name=EVALUATE_MODEL_ACTOR, time_limit_ms=EVALUATION_TIME_LIMIT_MS, max_retries=0)
+def evaluate_model(evaluation_id: int) -> None:
+    """Evaluate a model's best weights on its validation split, on the light queue. Sent
+    by name from ``training.evaluation.request_evaluation``; never billed."""
+    from training.engine.evaluation import run_evaluation
+
+    run_evaluation(evaluation_id)

@@ -9,6 +9,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing import services as billing
+from training.evaluation import evaluate_new_weights
 from training.models import TrainingSession
 from training.notifications import notify_session_ended
 from training.sessions.transitions import transition
@@ -35,7 +36,8 @@ def end_session(
     **fields: Any,
 ) -> bool:
     """Move a session from one of ``sources`` to the final status ``target`` and settle
-    its money, in one transaction. False (and nothing changed) if it was not in ``sources``."""
+    its money, in one transaction; new best weights get an evaluation (never billed),
+    queued if that commits. False (and nothing changed) if it was not in ``sources``."""
     with transaction.atomic():
         ended = transition(
             session_id,
@@ -49,4 +51,5 @@ def end_session(
         )
         if ended:
             settle_session(session_id)
+            evaluate_new_weights(session_id)
     return ended
