@@ -36,7 +36,7 @@ from training.evaluation import (
     summary_json,
 )
 from training.filenames import download_filename
-from training.models import ModelEvaluation, YoloModel
+from training.models import ModelEvaluation, TrainingSession, YoloModel
 from training.task_metrics import Metric
 from training.views.downloads import stream_file
 from training.views.evaluation_charts import CurveChart, confusion_cells, curve_charts
@@ -56,6 +56,7 @@ def evaluation_tab_context(request: AuthenticatedRequest, model: YoloModel) -> d
     return {
         "evaluation": evaluation,
         "evaluation_outdated": evaluation is not None and evaluation.weights_epoch < model.epochs_completed,
+        "active": model.sessions.filter(status__in=TrainingSession.ACTIVE_STATUSES).exists(),
         "results": EvaluationResults(evaluation) if done and evaluation else None,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -17,7 +18,7 @@ from training import catalogue
 from training.comparison import MAX_MODELS, MIN_MODELS
 from training.filenames import download_filename
 from training.forms import ModelCreateForm, RenameForm
-from training.models import Dataset, TrainingSession, YoloModel
+from training.models import Dataset, YoloModel
 from training.views.artifacts import artifacts_tab_context
 from training.views.downloads import stream_file
 from training.views.evaluation import evaluation_tab_context
@@ -26,12 +27,6 @@ from training.weights import StartWeightsGone, create_model
 
 MODEL_TABS = ("train", "metrics", "evaluation", "predict", "configuration", "billing", "artifacts")
 WEIGHT_KINDS = ("best", "last")
-# Tabs with a context of their own, built only when that tab is shown.
-TAB_CONTEXTS = {
-    "evaluation": evaluation_tab_context,
-    "predict": predict_tab_context,
-    "artifacts": artifacts_tab_context,
-}
 
 
 def model_or_404(request: AuthenticatedRequest, uid: uuid.UUID) -> YoloModel:
@@ -86,31 +81,40 @@ def model_create(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "training/model_form.html", {"form": form, "has_ready": ready.exists()})
 
 
-def _model_context(model: YoloModel, tab: str) -> dict[str, Any]:
-    sessions = model.sessions.select_related("instance_type")
-    latest = sessions.first()
+def _metrics_tab_context(request: AuthenticatedRequest, model: YoloModel) -> dict[str, Any]:
     epochs = list(model.epochs.all())
     metric_keys: list[str] = []
     for record in epochs:
         for key in record.metrics:
             if key not in metric_keys:
                 metric_keys.append(key)
-    architecture = catalogue.find_architecture(model.architecture)
     return {
-        "model": model,
-        "tab": tab,
-        "tabs": MODEL_TABS,
-        "latest_session": latest,
-        "sessions": sessions,
-        "epochs": epochs,
         "metric_keys": metric_keys,
         "metric_rows": [(record, [record.metrics.get(key) for key in metric_keys]) for record in epochs],
-        "train_args": sorted(model.train_args.items()),
-        "architecture": architecture,
-        "rename_form": RenameForm(initial={"name": model.name}),
-        "active": sessions.filter(status__in=TrainingSession.ACTIVE_STATUSES).exists(),
-        "weights": [(kind, getattr(model, _weights_field(kind)).name) for kind in WEIGHT_KINDS],
     }
+
+
+def _configuration_tab_context(request: AuthenticatedRequest, model: YoloModel) -> dict[str, Any]:
+    return {
+        "train_args": sorted(model.train_args.items()),
+        "architecture": catalogue.find_architecture(model.architecture),
+        "rename_form": RenameForm(initial={"name": model.name}),
+    }
+
+
+def _artifacts_tab_context(request: AuthenticatedRequest, model: YoloModel) -> dict[str, Any]:
+    weights = [(kind, getattr(model, _weights_field(kind)).name) for kind in WEIGHT_KINDS]
+    return {"weights": weights, **artifacts_tab_context(request, model)}
+
+
+# Each tab's own context, built only when that tab is shown.
+TAB_CONTEXTS: dict[str, Callable[[AuthenticatedRequest, YoloModel], dict[str, Any]]] = {
+    "metrics": _metrics_tab_context,
+    "evaluation": evaluation_tab_context,
+    "predict": predict_tab_context,
+    "configuration": _configuration_tab_context,
+    "artifacts": _artifacts_tab_context,
+}
 
 
 @require_GET
@@ -119,7 +123,7 @@ def model_detail(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
     tab = request.GET.get("tab", "train")
     if tab not in MODEL_TABS:
         raise Http404("No such tab.")
-    context = _model_context(model, tab)
+    context = {"model": model, "tab": tab, "tabs": MODEL_TABS}
     if tab in TAB_CONTEXTS:
         context.update(TAB_CONTEXTS[tab](request, model))
     if request.htmx and not request.htmx.boosted:
