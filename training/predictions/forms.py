@@ -18,4 +18,5 @@ class ThresholdsForm(forms.Form):
         return (DEFAULT_CONF if conf is None else conf, DEFAULT_IOU if iou is None else iou)
 
     def error_text(self) -> str:
-        return " ".join(f"{self.fields[name].label}: {' '.join(errors)}" for name, errors in self.errors.items())
+        problems = [f"{self.fields[name].label}: {' '.join(map(str, errors))}" for name, errors in self.errors.items()]
+        return " ".join(problems)

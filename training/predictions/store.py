@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from redis.typing import EncodableT, FieldT
 
 # A job not answered by then no longer blocks the next one (the actor's time limit is shorter).
 PENDING_SECONDS = 90
@@ -57,6 +58,15 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
 
 
+Fields = dict[FieldT, EncodableT]
+
+
+def _text(value: object) -> str:
+    """A field Redis answered (bytes: the client does not decode responses)."""
+    assert isinstance(value, bytes)
+    return value.decode()
+
+
 def _key(*parts: object) -> str:
     return ":".join([settings.DRAMATIQ_NAMESPACE, "predict", *map(str, parts)])
 
@@ -78,9 +88,10 @@ def picture_bytes(owner_id: int, model_id: int, source: str) -> bytes | None:
     if kind != "picture":
         return None
     owner, model, data = _redis().hmget(_key("picture", picture_id), ["owner", "model", "data"])
-    if owner is None or int(owner) != owner_id or int(model) != model_id:
+    if owner is None or int(_text(owner)) != owner_id or int(_text(model)) != model_id:
         return None
-    return bytes(data)
+    assert isinstance(data, bytes)
+    return data
 
 
 def create_job(owner_id: int, model_id: int, source: str, *, conf: float, iou: float) -> Job | None:
@@ -93,8 +104,8 @@ def create_job(owner_id: int, model_id: int, source: str, *, conf: float, iou: f
     job = Job(token, owner_id, model_id, source, conf, iou, Status.PENDING)
     key = _key("job", token)
     pipe = client.pipeline()
-    fields = {"owner": owner_id, "model": model_id, "source": source, "conf": conf, "iou": iou, "status": job.status}
-    pipe.hset(key, mapping=fields)
+    fields: Fields = {"owner": owner_id, "model": model_id, "source": source, "conf": conf, "iou": iou}
+    pipe.hset(key, mapping={**fields, "status": job.status})
     pipe.expire(key, settings.PREDICT_TTL_SECONDS)
     kind, _, picture_id = source.partition(":")
     if kind == "picture":
@@ -107,44 +118,41 @@ def get_job(token: str) -> Job | None:
     fields = _redis().hgetall(_key("job", token))
     if not fields:
         return None
-    text = {name.decode(): value for name, value in fields.items() if name != b"image"}
-
-    def number(name: str) -> float | None:
-        return float(text[name]) if name in text else None
-
-    width, height = number("width"), number("height")
+    text = {_text(name): _text(value) for name, value in fields.items() if name != b"image"}
     return Job(
         token=token,
         owner_id=int(text["owner"]),
         model_id=int(text["model"]),
-        source=text["source"].decode(),
+        source=text["source"],
         conf=float(text["conf"]),
         iou=float(text["iou"]),
-        status=text["status"].decode(),
-        error=text.get("error", b"").decode(),
-        detections=json.loads(text.get("detections", b"[]")),
-        inference_ms=number("inference_ms"),
-        width=None if width is None else int(width),
-        height=None if height is None else int(height),
+        status=text["status"],
+        error=text.get("error", ""),
+        detections=json.loads(text.get("detections", "[]")),
+        inference_ms=float(text["inference_ms"]) if "inference_ms" in text else None,
+        width=int(text["width"]) if "width" in text else None,
+        height=int(text["height"]) if "height" in text else None,
     )
 
 
 def result_image(token: str) -> bytes | None:
     data = _redis().hget(_key("job", token), "image")
-    return None if data is None else bytes(data)
+    assert data is None or isinstance(data, bytes)
+    return data
+
+
+_CLAIM_IF_PENDING = (
+    "if redis.call('hget', KEYS[1], 'status') == ARGV[1] then"
+    " redis.call('hset', KEYS[1], 'status', ARGV[2]) return 1 end return 0"
+)
 
 
 def claim(token: str) -> Job | None:
-    """The job, if this call is the first to claim it (a redelivered message finds it taken)."""
-    client = _redis()
-    if not client.hsetnx(_key("job", token), "claimed", 1):
+    """The job, if this call is the first to claim it (a redelivered message finds it
+    taken, and one that expired while queued finds nothing)."""
+    if not _redis().eval(_CLAIM_IF_PENDING, 1, _key("job", token), Status.PENDING, Status.RUNNING):
         return None
-    job = get_job(token)
-    if job is None or job.status != Status.PENDING:  # expired while queued
-        client.delete(_key("job", token))
-        return None
-    client.hset(_key("job", token), "status", Status.RUNNING)
-    return job
+    return get_job(token)
 
 
 def finish(
@@ -167,7 +175,7 @@ def fail(job: Job, message: str) -> None:
     _write_result(job, {"status": Status.FAILED, "error": message[:500]})
 
 
-def _write_result(job: Job, mapping: dict[str, Any]) -> None:
+def _write_result(job: Job, mapping: Fields) -> None:
     """Write the result only while the job is still kept (never resurrecting an expired
     one without a TTL), then free the owner's slot for this model."""
     client = _redis()
