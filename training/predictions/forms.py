@@ -8,7 +8,7 @@ from training.predictions.services import DEFAULT_CONF, DEFAULT_IOU
 
 
 class ThresholdsForm(forms.Form):
-    conf = forms.FloatField(label="Confidence", min_value=0.01, max_value=1.0, initial=DEFAULT_CONF, required=False)
+    conf = forms.FloatField(label="Confidence", min_value=0.001, max_value=1.0, initial=DEFAULT_CONF, required=False)
     iou = forms.FloatField(label="IoU", min_value=0.01, max_value=1.0, initial=DEFAULT_IOU, required=False)
 
     def thresholds(self) -> tuple[float, float]:

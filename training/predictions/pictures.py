@@ -8,7 +8,7 @@ import io
 from dataclasses import dataclass
 
 from django.conf import settings
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from training.datasets import human_bytes
 from training.forms import UploadLimitHandler
@@ -53,7 +53,7 @@ def check_picture(data: bytes) -> PictureFacts:
             kind, (width, height) = image.format or "", image.size
     except Image.DecompressionBombError:
         raise PictureRefused(_too_many_pixels_message()) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except Exception:  # Pillow raises many kinds (and ultralytics' patch of Image.open, in a worker, more)
         raise not_a_picture from None
     if kind not in PICTURE_FORMATS:
         raise not_a_picture
