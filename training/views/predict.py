@@ -97,7 +97,8 @@ def _rate_limited(request: AuthenticatedRequest, model: YoloModel) -> HttpRespon
     seconds = PREDICTIONS.seconds_refused(request, count=True)
     if not seconds:
         return None
-    error = f"Too many predictions in a short time: try again in {seconds // 60 + 1} minutes."
+    minutes = -(-seconds // 60)
+    error = f"Too many predictions in a short time: try again in {minutes} minute{'s' if minutes != 1 else ''}."
     return _prediction_response(request, model, None, error=error, status=429)
 
 
