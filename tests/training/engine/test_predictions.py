@@ -19,8 +19,8 @@ from PIL import Image
 from hubsite.models import User
 from tests.training.predictions.helpers import TASKS, trained, trained_model
 from training.datasets.synthetic import class_names
-from training.engine import predictions as engine_predictions
 from training.engine.predictions import run_prediction
+from training.engine.runner import download
 from training.models import YoloModel
 from training.predictions import Status, predict_sample, store
 
@@ -91,13 +91,12 @@ def test_a_worker_loads_a_models_weights_once(
 ) -> None:
     model = trained_model(user, tmp_path, "detect")
     downloads: list[str] = []
-    real_download = engine_predictions.download
 
     def counted(name: str, target: Path) -> Path:
         downloads.append(name)
-        return real_download(name, target)
+        return download(name, target)
 
-    monkeypatch.setattr(engine_predictions, "download", counted)
+    monkeypatch.setattr("training.engine.predictions.download", counted)
 
     first = run_on_picture(model, trained("detect").picture)
     second = run_on_picture(model, trained("detect").picture, conf=0.5)

@@ -31,7 +31,7 @@ from training.predictions import PREDICT_ACTOR, PREDICT_QUEUE, Status, store
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX = {"HX-Request": "true"}
 TOKEN = re.compile(r"/predict/([A-Za-z0-9_-]{16,})/")
 
 
@@ -50,7 +50,7 @@ def picture_file(data: bytes, name: str = "photo.jpg") -> io.BytesIO:
 
 
 def upload(client: Client, model: YoloModel, data: bytes, **fields: Any) -> Any:
-    return client.post(start_url(model), {"picture": picture_file(data), **fields}, **HTMX)
+    return client.post(start_url(model), {"picture": picture_file(data), **fields}, headers=HTMX)
 
 
 def token_in(response: Any) -> str:
@@ -61,7 +61,8 @@ def token_in(response: Any) -> str:
 
 def queued_predictions(redis_client: redis.Redis) -> list[dramatiq.Message[Any]]:
     namespace = dramatiq.get_broker().namespace  # type: ignore[attr-defined]
-    return [dramatiq.Message.decode(raw) for raw in redis_client.hvals(f"{namespace}:{PREDICT_QUEUE}.msgs")]
+    raws = redis_client.hvals(f"{namespace}:{PREDICT_QUEUE}.msgs")
+    return [dramatiq.Message.decode(raw) for raw in raws if isinstance(raw, bytes)]
 
 
 def predict_keys(redis_client: redis.Redis) -> list[bytes]:
@@ -106,11 +107,13 @@ def test_a_picture_is_predicted_by_a_job_on_the_predict_queue_shown_moved_and_sa
     assert 'hx-trigger="every 1s"' in response.content.decode()  # the fragment polls
     [message] = queued_predictions(redis_client)
     assert (message.actor_name, message.queue_name, message.args) == (PREDICT_ACTOR, PREDICT_QUEUE, (token,))
-    assert "Waiting for a worker" in owner_client.get(url("predict_result", model, token), **HTMX).content.decode()
+    assert (
+        "Waiting for a worker" in owner_client.get(url("predict_result", model, token), headers=HTMX).content.decode()
+    )
 
     run_prediction(token)  # what the worker does with the message
 
-    result = owner_client.get(url("predict_result", model, token), **HTMX)
+    result = owner_client.get(url("predict_result", model, token), headers=HTMX)
     assert result.status_code == 286  # done: polling stops
     page = result.content.decode()
     assert url("predict_image", model, token) in page
@@ -125,7 +128,7 @@ def test_a_picture_is_predicted_by_a_job_on_the_predict_queue_shown_moved_and_sa
 
     # A slider moved: the same picture again, with the new threshold.
     with django_capture_on_commit_callbacks(execute=True):
-        again = owner_client.post(url("predict_rerun", model, token), {"conf": "0.99", "iou": "0.5"}, **HTMX)
+        again = owner_client.post(url("predict_rerun", model, token), {"conf": "0.99", "iou": "0.5"}, headers=HTMX)
     assert again.status_code == 200
     moved = token_in(again)
     assert moved != token
@@ -135,11 +138,11 @@ def test_a_picture_is_predicted_by_a_job_on_the_predict_queue_shown_moved_and_sa
     assert (moved_job.status, moved_job.conf, moved_job.iou, moved_job.detections) == (Status.DONE, 0.99, 0.5, [])
     assert (
         "Nothing found at this confidence"
-        in owner_client.get(url("predict_result", model, moved), **HTMX).content.decode()
+        in owner_client.get(url("predict_result", model, moved), headers=HTMX).content.decode()
     )
 
     # Saved: the drawn picture and what was found, with the model, under fixed names.
-    saved_response = owner_client.post(url("predict_save", model, token), **HTMX)
+    saved_response = owner_client.post(url("predict_save", model, token), headers=HTMX)
     assert saved_response.status_code == 200
     saved = SavedPrediction.objects.get(model=model)
     assert saved.image.name == f"{model.storage_prefix}/predictions/{saved.pk}.jpg"
@@ -151,7 +154,9 @@ def test_a_picture_is_predicted_by_a_job_on_the_predict_queue_shown_moved_and_sa
     assert b"".join(shown.streaming_content) == image.content  # type: ignore[attr-defined]
 
     with django_capture_on_commit_callbacks(execute=True):
-        deleted = owner_client.post(reverse("training:saved_prediction_delete", args=[model.uid, saved.pk]), **HTMX)
+        deleted = owner_client.post(
+            reverse("training:saved_prediction_delete", args=[model.uid, saved.pk]), headers=HTMX
+        )
     assert deleted.status_code == 200
     assert not SavedPrediction.objects.filter(model=model).exists()
     assert not default_storage.exists(saved.image.name)
@@ -198,10 +203,10 @@ def test_a_picture_over_the_byte_limit_is_refused_before_it_is_read(
 
 
 def test_no_picture_is_asked_for_in_words(owner_client: Client, weighted_model: YoloModel) -> None:
-    response = owner_client.post(start_url(weighted_model), {"conf": "0.5"}, **HTMX)
+    response = owner_client.post(start_url(weighted_model), {"conf": "0.5"}, headers=HTMX)
     assert response.status_code == 400
     assert "Choose a picture first." in response.content.decode()
-    response = owner_client.post(start_url(weighted_model), {"sample": "3"}, **HTMX)
+    response = owner_client.post(start_url(weighted_model), {"sample": "3"}, headers=HTMX)
     assert response.status_code == 400
     assert "is not one of this dataset" in response.content.decode()
 
@@ -263,7 +268,7 @@ def test_every_post_needs_the_csrf_token(user: User, weighted_model: YoloModel) 
         (reverse("training:saved_prediction_delete", args=[weighted_model.uid, saved.pk]), {}),
     ]
     for path, data in posts:
-        assert client.post(path, data, **HTMX).status_code == 403, path
+        assert client.post(path, data, headers=HTMX).status_code == 403, path
     assert SavedPrediction.objects.filter(pk=saved.pk).exists()
 
 
@@ -293,7 +298,7 @@ def test_another_user_gets_404_on_every_url(
     for path in gets:
         assert outsider_client.get(path).status_code == 404, path
     for path in posts:
-        assert outsider_client.post(path, {"picture": picture_file(encoded())}, **HTMX).status_code == 404, path
+        assert outsider_client.post(path, {"picture": picture_file(encoded())}, headers=HTMX).status_code == 404, path
     assert SavedPrediction.objects.filter(pk=saved.pk).exists()
     assert store.get_job(token) is not None
 
@@ -308,7 +313,7 @@ def test_a_prediction_is_only_found_through_its_own_model(
 
     assert owner_client.get(url("predict_image", weighted_model, job.token)).status_code == 200
     assert owner_client.get(url("predict_image", other, job.token)).status_code == 404
-    assert owner_client.post(url("predict_save", other, job.token), **HTMX).status_code == 404
+    assert owner_client.post(url("predict_save", other, job.token), headers=HTMX).status_code == 404
 
 
 def test_the_picture_and_the_result_expire_unless_saved(
@@ -331,9 +336,9 @@ def test_the_picture_and_the_result_expire_unless_saved(
     time.sleep(1.2)
 
     assert predict_keys(redis_client) == []
-    result = owner_client.get(url("predict_result", weighted_model, token), **HTMX)
+    result = owner_client.get(url("predict_result", weighted_model, token), headers=HTMX)
     assert result.status_code == 286
     assert "This prediction has expired" in result.content.decode()
     assert owner_client.get(url("predict_image", weighted_model, token)).status_code == 404
-    assert owner_client.post(url("predict_save", weighted_model, token), **HTMX).status_code == 404
+    assert owner_client.post(url("predict_save", weighted_model, token), headers=HTMX).status_code == 404
     assert not SavedPrediction.objects.exists()

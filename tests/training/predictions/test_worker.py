@@ -19,7 +19,7 @@ from tests.training.predictions.helpers import trained, trained_model
 
 pytestmark = [pytest.mark.training, pytest.mark.django_db(transaction=True)]
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX = {"HX-Request": "true"}
 
 
 def test_a_light_worker_answers_a_prediction_asked_for_on_the_page(
@@ -30,7 +30,9 @@ def test_a_light_worker_answers_a_prediction_asked_for_on_the_page(
     picture = io.BytesIO(trained("classify").picture)
     picture.name = "photo.jpg"
 
-    response = owner_client.post(reverse("training:predict_start", args=[model.uid]), {"picture": picture}, **HTMX)
+    response = owner_client.post(
+        reverse("training:predict_start", args=[model.uid]), {"picture": picture}, headers=HTMX
+    )
 
     assert response.status_code == 200
     match = re.search(r"/predict/([A-Za-z0-9_-]{16,})/", response.content.decode())
@@ -38,7 +40,7 @@ def test_a_light_worker_answers_a_prediction_asked_for_on_the_page(
     token = match.group(1)
     result_url = reverse("training:predict_result", args=[model.uid, token])
     finished = wait_for(
-        lambda: (answer := owner_client.get(result_url, **HTMX)).status_code == 286 and answer,
+        lambda: (answer := owner_client.get(result_url, headers=HTMX)).status_code == 286 and answer,
         timeout=120,
         interval=0.5,
     )
