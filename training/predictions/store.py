@@ -2,7 +2,9 @@
 ``<DRAMATIQ_NAMESPACE>:predict:``, every key expiring after PREDICT_TTL_SECONDS. Nothing
 here touches a disk, and nothing is kept unless the user saves it (``services.save``).
 
-- ``picture:<id>``: an uploaded picture's bytes, with its owner and model;
+- ``picture:<owner>``: the owner's latest uploaded picture (its id, model and bytes):
+  one per user, so what a user holds in Redis stays bounded (a new upload replaces
+  it; a moved slider on an older one asks to upload it again);
 - ``job:<token>``: one prediction: owner, model, source (``picture:<id>`` or
   ``sample:<index>``), conf, iou, status, then the drawn JPEG, the detections and the
   inference time the worker wrote;
@@ -72,23 +74,25 @@ def _key(*parts: object) -> str:
 
 
 def put_picture(owner_id: int, model_id: int, data: bytes) -> str:
-    """Keep an uploaded picture for PREDICT_TTL_SECONDS; returns its source name."""
+    """Keep an uploaded picture for PREDICT_TTL_SECONDS, in place of the owner's previous
+    one; returns its source name."""
     picture_id = secrets.token_urlsafe(16)
-    key = _key("picture", picture_id)
+    key = _key("picture", owner_id)
     pipe = _redis().pipeline()
-    pipe.hset(key, mapping={"owner": owner_id, "model": model_id, "data": data})
+    pipe.delete(key)
+    pipe.hset(key, mapping={"id": picture_id, "model": model_id, "data": data})
     pipe.expire(key, settings.PREDICT_TTL_SECONDS)
     pipe.execute()
     return f"picture:{picture_id}"
 
 
 def picture_bytes(owner_id: int, model_id: int, source: str) -> bytes | None:
-    """The uploaded picture ``source`` names, if it is still kept and is this owner's and model's."""
+    """The uploaded picture ``source`` names, if it is still the owner's kept one, for this model."""
     kind, _, picture_id = source.partition(":")
     if kind != "picture":
         return None
-    owner, model, data = _redis().hmget(_key("picture", picture_id), ["owner", "model", "data"])
-    if owner is None or int(_text(owner)) != owner_id or int(_text(model)) != model_id:
+    kept_id, model, data = _redis().hmget(_key("picture", owner_id), ["id", "model", "data"])
+    if kept_id is None or _text(kept_id) != picture_id or int(_text(model)) != model_id:
         return None
     assert isinstance(data, bytes)
     return data
@@ -107,9 +111,8 @@ def create_job(owner_id: int, model_id: int, source: str, *, conf: float, iou: f
     fields: Fields = {"owner": owner_id, "model": model_id, "source": source, "conf": conf, "iou": iou}
     pipe.hset(key, mapping={**fields, "status": job.status})
     pipe.expire(key, settings.PREDICT_TTL_SECONDS)
-    kind, _, picture_id = source.partition(":")
-    if kind == "picture":
-        pipe.expire(_key("picture", picture_id), settings.PREDICT_TTL_SECONDS)
+    if source.startswith("picture:"):
+        pipe.expire(_key("picture", owner_id), settings.PREDICT_TTL_SECONDS)
     pipe.execute()
     return job
 

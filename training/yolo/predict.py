@@ -19,6 +19,8 @@ from ultralytics import YOLO  # type: ignore[attr-defined]
 
 LOADED_MODELS = 4
 JPEG_QUALITY = 85
+# The drawn result is kept in Redis for a while: its longer side is at most this.
+MAX_DRAWN_SIDE = 1280
 TOP_CLASSES = 5
 
 _loaded: OrderedDict[str, Any] = OrderedDict()
@@ -52,7 +54,7 @@ def predict(
     with _lock:
         model = _model(weights_key, fetch_weights)
         [result] = model.predict(source=image, conf=conf, iou=iou, imgsz=imgsz, device="cpu", verbose=False)
-        drawn = result.plot()
+        drawn = _bounded(result.plot())
     encoded, buffer = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not encoded:
         raise RuntimeError("the drawn picture could not be encoded")
@@ -64,6 +66,15 @@ def predict(
         width=int(width),
         height=int(height),
     )
+
+
+def _bounded(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = MAX_DRAWN_SIDE / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _model(weights_key: str, fetch_weights: Callable[[], Path]) -> Any:

@@ -86,6 +86,18 @@ def test_a_higher_confidence_draws_fewer_predictions(user: User, tmp_path: Path,
     assert drawn(low).tobytes() != drawn(high).tobytes()  # the boxes are on the picture
 
 
+def test_a_large_picture_is_drawn_at_a_bounded_size(user: User, tmp_path: Path, redis_client: redis.Redis) -> None:
+    model = trained_model(user, tmp_path, "detect")
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(trained("detect").picture)).resize((3000, 2000)).save(buffer, "PNG")
+
+    job = run_on_picture(model, buffer.getvalue())
+
+    assert job.status == Status.DONE, job.error
+    assert (job.width, job.height) == (3000, 2000)  # the picture's own size, as the page shows it
+    assert drawn(job).size == (1280, 853)
+
+
 def test_a_worker_loads_a_models_weights_once(
     user: User, tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,7 +143,7 @@ def test_a_picture_that_expired_before_the_job_ran_fails_in_words(
     source = store.put_picture(user.pk, model.pk, trained("detect").picture)
     job = store.create_job(user.pk, model.pk, source, conf=0.25, iou=0.7)
     assert job is not None
-    redis_client.delete(store._key("picture", source.partition(":")[2]))
+    redis_client.delete(store._key("picture", user.pk))
 
     run_prediction(job.token)
 

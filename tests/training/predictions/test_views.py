@@ -217,6 +217,23 @@ def test_thresholds_outside_their_range_are_refused(owner_client: Client, weight
     assert "Confidence: Ensure this value is less than or equal to 1.0." in response.content.decode()
 
 
+def test_a_user_keeps_one_uploaded_picture_at_a_time(
+    owner_client: Client, user: User, weighted_model: YoloModel, redis_client: redis.Redis
+) -> None:
+    first = store.put_picture(user.pk, weighted_model.pk, encoded())
+    job = store.create_job(user.pk, weighted_model.pk, first, conf=0.25, iou=0.7)
+    assert job is not None
+    store.fail(job, "done for this test")
+    second = store.put_picture(user.pk, weighted_model.pk, encoded((80, 60)))
+
+    assert store.picture_bytes(user.pk, weighted_model.pk, first) is None
+    assert store.picture_bytes(user.pk, weighted_model.pk, second) == encoded((80, 60))
+    assert len([key for key in predict_keys(redis_client) if b":picture:" in key]) == 1
+    response = owner_client.post(url("predict_rerun", weighted_model, job.token), {"conf": "0.5"}, headers=HTMX)
+    assert response.status_code == 409
+    assert "The picture is no longer kept: upload it again." in response.content.decode()
+
+
 def test_one_prediction_per_model_runs_at_a_time(
     owner_client: Client, weighted_model: YoloModel, django_capture_on_commit_callbacks: Any
 ) -> None:
