@@ -55,6 +55,9 @@ def run_prediction(token: str) -> None:
     except Exception as error:
         logger.exception("prediction %s failed", token)
         store.fail(job, f"The prediction failed: {error}")
+    except BaseException:  # the actor's time limit, or the worker shutting down
+        store.fail(job, "The prediction was interrupted (it took too long, or its worker stopped): try again.")
+        raise
     else:
         store.finish(
             job,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,10 +51,16 @@ class Job:
     inference_ms: float | None = None
     width: int | None = None
     height: int | None = None
+    created: float = 0.0  # time.time() when it was asked for
 
     @property
     def finished(self) -> bool:
         return self.status in (Status.DONE, Status.FAILED)
+
+    @property
+    def abandoned(self) -> bool:
+        """Still unanswered when its slot was freed: no worker took it, or its worker died."""
+        return not self.finished and time.time() - self.created > PENDING_SECONDS
 
 
 def _redis() -> redis.Redis:
@@ -105,10 +112,11 @@ def create_job(owner_id: int, model_id: int, source: str, *, conf: float, iou: f
     token = secrets.token_urlsafe(16)
     if not client.set(_key("pending", owner_id, model_id), token, nx=True, ex=PENDING_SECONDS):
         return None
-    job = Job(token, owner_id, model_id, source, conf, iou, Status.PENDING)
+    job = Job(token, owner_id, model_id, source, conf, iou, Status.PENDING, created=time.time())
     key = _key("job", token)
     pipe = client.pipeline()
     fields: Fields = {"owner": owner_id, "model": model_id, "source": source, "conf": conf, "iou": iou}
+    fields["created"] = job.created
     pipe.hset(key, mapping={**fields, "status": job.status})
     pipe.expire(key, settings.PREDICT_TTL_SECONDS)
     if source.startswith("picture:"):
@@ -135,6 +143,7 @@ def get_job(token: str) -> Job | None:
         inference_ms=float(text["inference_ms"]) if "inference_ms" in text else None,
         width=int(text["width"]) if "width" in text else None,
         height=int(text["height"]) if "height" in text else None,
+        created=float(text["created"]),
     )
 
 

@@ -163,6 +163,10 @@ def predict_result(request: AuthenticatedRequest, uid: uuid.UUID, token: str) ->
         error = "This prediction has expired: predictions are kept only for a while unless saved."
         response = _prediction_response(request, model, None, error=error)
         return HttpResponseStopPolling(response.content) if request.htmx else response
+    if job.abandoned:
+        error = "No worker answered this prediction in time: try again in a moment."
+        response = _prediction_response(request, model, None, error=error)
+        return HttpResponseStopPolling(response.content) if request.htmx else response
     response = _prediction_response(request, model, job)
     return HttpResponseStopPolling(response.content) if request.htmx and job.finished else response
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 from PIL import Image
 
 from hubsite.models import User
@@ -162,3 +163,25 @@ def test_a_job_runs_once_and_an_expired_one_not_at_all(user: User, tmp_path: Pat
     run_prediction("no-such-token")  # expired while queued: nothing to do, nothing written
 
     assert not redis_client.exists(store._key("job", "no-such-token"))
+
+
+def test_a_job_stopped_by_its_time_limit_says_so_and_frees_the_slot(
+    user: User, tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = trained_model(user, tmp_path, "detect")
+    source = store.put_picture(user.pk, model.pk, trained("detect").picture)
+    job = store.create_job(user.pk, model.pk, source, conf=0.25, iou=0.7)
+    assert job is not None
+
+    def out_of_time(*args: object, **kwargs: object) -> None:
+        raise TimeLimitExceeded  # what Dramatiq's TimeLimit raises in the actor's thread
+
+    monkeypatch.setattr("training.engine.predictions.predict", out_of_time)
+    with pytest.raises(TimeLimitExceeded):
+        run_prediction(job.token)
+
+    failed = store.get_job(job.token)
+    assert failed is not None
+    assert failed.status == Status.FAILED
+    assert "interrupted" in failed.error
+    assert store.create_job(user.pk, model.pk, source, conf=0.25, iou=0.7) is not None

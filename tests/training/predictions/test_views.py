@@ -13,6 +13,7 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+import time_machine
 from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import reverse
@@ -318,6 +319,22 @@ def test_another_user_gets_404_on_every_url(
         assert outsider_client.post(path, {"picture": picture_file(encoded())}, headers=HTMX).status_code == 404, path
     assert SavedPrediction.objects.filter(pk=saved.pk).exists()
     assert store.get_job(token) is not None
+
+
+def test_a_prediction_no_worker_answered_stops_waiting_and_frees_the_slot(
+    owner_client: Client, user: User, weighted_model: YoloModel, redis_client: redis.Redis
+) -> None:
+    job = store.create_job(user.pk, weighted_model.pk, "sample:0", conf=0.25, iou=0.7)
+    assert job is not None
+    waiting = owner_client.get(url("predict_result", weighted_model, job.token), headers=HTMX)
+    assert waiting.status_code == 200  # still polling
+
+    redis_client.delete(store._key("pending", user.pk, weighted_model.pk))  # its slot expires meanwhile
+    with time_machine.travel(time.time() + store.PENDING_SECONDS + 1, tick=False):
+        given_up = owner_client.get(url("predict_result", weighted_model, job.token), headers=HTMX)
+    assert given_up.status_code == 286
+    assert "No worker answered this prediction in time" in given_up.content.decode()
+    assert store.create_job(user.pk, weighted_model.pk, "sample:0", conf=0.25, iou=0.7) is not None
 
 
 def test_a_prediction_is_only_found_through_its_own_model(
