@@ -12,7 +12,8 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpResponse
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -43,7 +44,7 @@ from training.views.downloads import stream_file
 TAB_TEMPLATE = "training/_model_predict_tab.html"
 
 
-def _signed_in_user(group: str, request: Any) -> str:
+def _signed_in_user(group: str, request: HttpRequest) -> str:
     return str(request.user.pk)
 
 
@@ -82,6 +83,8 @@ def _prediction_response(
 ) -> HttpResponse:
     """The prediction fragment for htmx; without JavaScript, back to the tab."""
     if not request.htmx:
+        if error:
+            messages.error(request, error)
         url = reverse("training:model_detail", args=[model.uid]) + "?tab=predict"
         return redirect(url + (f"&prediction={job.token}" if job else ""))
     context = {

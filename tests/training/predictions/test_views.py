@@ -174,6 +174,9 @@ def test_without_javascript_the_upload_leads_back_to_the_tab(
     page = owner_client.get(response["Location"]).content.decode()
     assert url("predict_result", weighted_model, token) in page
 
+    refused = owner_client.post(start_url(weighted_model), {"picture": picture_file(b"")}, follow=True)
+    assert "The file is empty: choose a picture." in refused.content.decode()
+
 
 @pytest.mark.parametrize("name", BAD)
 def test_a_bad_picture_gets_a_clear_message_and_changes_nothing(
