@@ -514,11 +514,12 @@ def run_site(host: str, port: int) -> int:
             ensure_stripe_emulator(running, data_dir)
             manage(running, "migrate", "--noinput", "-v", "0")
             manage(running, "seed_demo")
-            for name, queues in (("worker-light", "default"), ("worker-train-cpu", "train.cpu")):
+            # The light worker also answers the Predict tab, on a queue of its own.
+            for name, queues in (("worker-light", ("default", "predict")), ("worker-train-cpu", ("train.cpu",))):
                 threads = "2" if name == "worker-light" else "1"
                 running.spawn(
                     name,
-                    [PYTHON, "manage.py", "rundramatiq", "--processes", "1", "--threads", threads, "--queues", queues],
+                    [PYTHON, "manage.py", "rundramatiq", "--processes", "1", "--threads", threads, "--queues", *queues],
                     log=logs / f"{name}.log",
                     restartable=True,
                 )

@@ -160,6 +160,13 @@ DATASET_MAX_COMPRESSION_RATIO = env_int("DATASET_MAX_COMPRESSION_RATIO", 100, mi
 DATASET_MAX_CLASSES = env_int("DATASET_MAX_CLASSES", 10_000, minimum=1)
 DATASET_MAX_YAML_BYTES = env_int("DATASET_MAX_YAML_BYTES", 1024**2, minimum=1)
 DATASET_MAX_LABEL_BYTES = env_int("DATASET_MAX_LABEL_BYTES", 10 * 1024**2, minimum=1)
+# The Predict tab (training/predictions/, docs/predict.md): the largest picture a user
+# may try a model on, in bytes and in pixels; how long the picture and its drawn
+# result stay in Redis unless saved; predictions per user per RATE_LIMIT_WINDOW_SECONDS.
+PREDICT_MAX_UPLOAD_BYTES = env_int("PREDICT_MAX_UPLOAD_BYTES", 10 * 1024**2, minimum=1)
+PREDICT_MAX_PIXELS = env_int("PREDICT_MAX_PIXELS", 40_000_000, minimum=100)
+PREDICT_TTL_SECONDS = env_int("PREDICT_TTL_SECONDS", 15 * 60, minimum=1)
+RATE_LIMIT_PREDICTIONS_PER_USER = env_int("RATE_LIMIT_PREDICTIONS_PER_USER", 120, minimum=1)
 WEIGHTS_DIR = Path(env_str("WEIGHTS_DIR", str(DATA_DIR / "weights"))).resolve()
 # Starting weights (training/weights/, docs/weights.md): the largest .pt a user may
 # upload, and the release `manage.py install_weights` installs official weights from.

@@ -368,3 +368,25 @@ class ModelEvaluation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} evaluation"
+
+
+class SavedPrediction(models.Model):
+    """A Predict tab result the user chose to keep: the drawn picture (a JPEG under the
+    model's storage prefix, named after this row) and what was found on it. The picture
+    the prediction ran on is never kept."""
+
+    model = models.ForeignKey(YoloModel, on_delete=models.CASCADE, related_name="saved_predictions")
+    image = models.FileField(max_length=300, blank=True)
+    source = models.CharField(max_length=200)  # "uploaded picture" or "validation picture <name>"
+    conf = models.FloatField()
+    iou = models.FloatField()
+    inference_ms = models.FloatField()
+    # [{"class": "circle", "confidence": 0.93}], best first (classify: the top 5 classes)
+    detections = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.model} prediction {self.pk}"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training.views import compare, datasets, evaluation, exports, home, models, train, weights
+from training.views import compare, datasets, evaluation, exports, home, models, predict, train, weights
 
 app_name = "training"
 urlpatterns = [
@@ -41,6 +41,17 @@ urlpatterns = [
         "models/<uuid:uid>/evaluation/summary.<str:file_format>",
         evaluation.evaluation_summary,
         name="evaluation_summary",
+    ),
+    path("models/<uuid:uid>/predict/", predict.predict_start, name="predict_start"),
+    path("models/<uuid:uid>/predict/<slug:token>/", predict.predict_result, name="predict_result"),
+    path("models/<uuid:uid>/predict/<slug:token>/again/", predict.predict_rerun, name="predict_rerun"),
+    path("models/<uuid:uid>/predict/<slug:token>/image.jpg", predict.predict_image, name="predict_image"),
+    path("models/<uuid:uid>/predict/<slug:token>/save/", predict.predict_save, name="predict_save"),
+    path("models/<uuid:uid>/predictions/<int:pk>.jpg", predict.saved_prediction_image, name="saved_prediction_image"),
+    path(
+        "models/<uuid:uid>/predictions/<int:pk>/delete/",
+        predict.saved_prediction_delete,
+        name="saved_prediction_delete",
     ),
     path("weights/", weights.weights_list, name="weights_list"),
     path("weights/upload/", weights.weights_upload, name="weights_upload"),

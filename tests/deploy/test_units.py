@@ -141,7 +141,7 @@ def test_the_web_command_line_is_one_gunicorn_accepts() -> None:
     assert unit["Service"]["Type"] == ["notify"]  # gunicorn's arbiter tells systemd when it is ready
 
 
-def test_the_light_worker_consumes_the_default_queue_only() -> None:
+def test_the_light_worker_consumes_the_default_and_predict_queues() -> None:
     unit = parse_unit(DEPLOY / "hubsite-worker-light.service")
     [exec_start] = unit["Service"]["ExecStart"]
     defaults = environment(unit)
@@ -149,8 +149,8 @@ def test_the_light_worker_consumes_the_default_queue_only() -> None:
     args = re.sub(r"\$\{(\w+)\}", lambda match: defaults[match.group(1)], exec_start).split()
 
     assert args[:4] == [f"{VENV}/python", "/opt/hubsite/manage.py", "rundramatiq", "--queues"]
-    assert args[4] == "default"
-    assert args[5:9] == ["--processes", "1", "--threads", "4"]
+    assert args[4:6] == ["default", "predict"]
+    assert args[6:10] == ["--processes", "1", "--threads", "4"]
 
 
 def run_training_template(instance: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,7 @@ import dramatiq
 from hubsite.jobs import light_actor
 from training.evaluation import EVALUATE_MODEL_ACTOR, EVALUATION_TIME_LIMIT_MS
 from training.exports import EXPORT_MODEL_ACTOR
+from training.predictions import PREDICT_ACTOR, PREDICT_QUEUE
 from training.presence import new_worker_id
 from training.sessions import TRAIN_SESSION_ACTOR
 
@@ -15,6 +16,10 @@ from training.sessions import TRAIN_SESSION_ACTOR
 # failing it only after a bounded number of lost claims in a row without a completed
 # epoch) and a time limit far above any session.
 TRAINING_TIME_LIMIT_MS = 14 * 24 * 3600 * 1000
+# A prediction takes well under a second once the model is loaded; the limit leaves
+# room for loading it and for a first copy of the dataset (validation pictures), and
+# ends before the user's one-at-a-time slot is freed (store.PENDING_SECONDS).
+PREDICT_TIME_LIMIT_MS = 80 * 1000
 
 
 @dramatiq.actor(
@@ -48,3 +53,13 @@ def evaluate_model(evaluation_id: int) -> None:
     from training.engine.evaluation import run_evaluation
 
     run_evaluation(evaluation_id)
+
+
+@dramatiq.actor(actor_name=PREDICT_ACTOR, queue_name=PREDICT_QUEUE, max_retries=0, time_limit=PREDICT_TIME_LIMIT_MS)
+def predict_picture(token: str) -> None:
+    """Run one Predict tab prediction, on its own queue so it never waits behind an
+    export. No retries: the user is waiting, and can press again. Sent by name from
+    ``training.predictions.services``."""
+    from training.engine.predictions import run_prediction
+
+    run_prediction(token)
