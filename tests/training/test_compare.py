@@ -403,3 +403,17 @@ def test_the_page_makes_the_same_queries_for_any_number_of_models(
         response = owner_client.get(query(*models))
     assert response.status_code == 200
     assert response.content.decode().count('<g class="compare-line">') == 2 * count + len(models[::2])
+
+
+def test_rows_render_their_text_escaped() -> None:
+    from training.comparison.tables import Cell, Row
+
+    row = Row("<b>label</b>", (Cell("<script>x</script>", best=True), Cell("a & b")), differs=True)
+
+    html = str(row)
+
+    assert "<script>" not in html
+    assert "<b>" not in html
+    assert '&lt;script&gt;x&lt;/script&gt;</strong> <span class="mark">best</span>' in html
+    assert '<td class="num">a &amp; b</td>' in html
+    assert html.startswith('<tr class="differs"><th scope="row">&lt;b&gt;label&lt;/b&gt; <span class="mark">differs')

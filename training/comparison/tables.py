@@ -12,6 +12,9 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
 from billing.money import format_usd
 from training import task_metrics
 from training.comparison.runs import History, Run
@@ -73,12 +76,29 @@ class Cell:
     text: str
     best: bool = False
 
+    def __html__(self) -> str:
+        if self.best:
+            return f'<td class="num best"><strong>{escape(self.text)}</strong> <span class="mark">best</span></td>'
+        return f'<td class="num">{escape(self.text)}</td>'
+
 
 @dataclass(frozen=True)
 class Row:
+    """A table row; it renders itself (``{{ row }}``): the tables of eight models hold
+    hundreds of cells, which Python formats several times faster than template tags."""
+
     label: str
     cells: tuple[Cell, ...]
     differs: bool = False
+
+    def __str__(self) -> SafeString:  # what the template prints: safe, built from escaped parts
+        cells = "".join(cell.__html__() for cell in self.cells)
+        if self.differs:
+            label = f'{escape(self.label)} <span class="mark">differs</span>'
+            return mark_safe(f'<tr class="differs"><th scope="row">{label}</th>{cells}</tr>')  # noqa: S308
+        return mark_safe(f'<tr><th scope="row">{escape(self.label)}</th>{cells}</tr>')  # noqa: S308
+
+    __html__ = __str__
 
 
 @dataclass(frozen=True)
