@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,8 @@ def test_the_list_shows_only_the_owners_models(owner_client: Client, model: Yolo
     [
         ("train", 'id="model-train-tab"'),
         ("metrics", "No epochs yet"),
+        ("evaluation", "nothing to evaluate yet"),
+        ("predict", 'id="predict-no-weights"'),
         ("configuration", "<code>lr0</code>"),
         ("billing", "Billing"),
         ("artifacts", "best.pt: not yet"),
@@ -206,11 +209,16 @@ def test_every_tab_renders_as_a_page_and_as_an_htmx_fragment(
     page = owner_client.get(f"/models/{model.uid}/?tab={tab}")
     assert page.status_code == 200
     assert expected in page.content.decode()
-    assert '<nav class="tabs"' in page.content.decode()
+    assert '<nav id="model-tabs" class="tabs"' in page.content.decode()
+    assert "hx-swap-oob" not in page.content.decode()
     fragment = owner_client.get(f"/models/{model.uid}/?tab={tab}", headers=HTMX)
     body = fragment.content.decode()
     assert body.lstrip().startswith(f'<div id="model-tab" class="tab-panel" data-tab="{tab}">')
     assert expected in body
+    # The tab bar comes along out of band, marking the tab now shown.
+    nav = body[body.index('<nav id="model-tabs"') :]
+    assert 'hx-swap-oob="true"' in nav.split(">", 1)[0]
+    assert re.findall(r'class="tab current"\s+aria-current="page">(\w+)</a>', nav) == [tab.capitalize()]
 
 
 def test_an_unknown_tab_is_404(owner_client: Client, model: YoloModel) -> None:

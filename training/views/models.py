@@ -127,7 +127,8 @@ def model_detail(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
     if tab in TAB_CONTEXTS:
         context.update(TAB_CONTEXTS[tab](request, model))
     if request.htmx and not request.htmx.boosted:
-        return render(request, "training/model_detail.html#model-tab", context)
+        # The tab's content, and the tab bar again (out of band) to mark the tab now shown.
+        return render(request, "training/model_detail.html#model-tab", {**context, "swap_tab_nav": True})
     return render(request, "training/model_detail.html", context)
 
 
