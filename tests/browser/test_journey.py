@@ -1,5 +1,6 @@
 """A new user's whole journey in a real Chromium: sign up, upload, wizard, top-up
-through the Stripe emulator, train, watch it live, stop, resume, download.
+through the Stripe emulator, train, watch it live, stop, resume, download; then judge
+the model (its evaluation, a prediction on a picture) and export it to OpenVINO.
 
 Screenshots of every step land in test-artifacts/browser/.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,7 +39,7 @@ def test_a_new_user_trains_a_model_from_sign_up_to_downloads(
 
     assert isinstance(page, Page)
     ensure_instance_types()
-    start_worker("default", "train.cpu", extra_env=FAST_WORKER_ENV)
+    start_worker("default", "predict", "train.cpu", extra_env=FAST_WORKER_ENV)
     wait_for(lambda: "train.cpu" in live_queues(), timeout=30)
     base = live_server.url
 
@@ -129,3 +131,48 @@ def test_a_new_user_trains_a_model_from_sign_up_to_downloads(
     assert [int(row["epoch"]) for row in rows if row["kind"] == "epoch_charge"] == [1, 2, 3]
     assert csv_total_micros > 0
     assert total_text == format_usd(csv_total_micros, 4)
+    # The estimate shown at each Start sits beside what the session was charged.
+    estimates = page.locator("#model-billing td.estimate-at-start")
+    expect(estimates).to_have_count(2)
+    for text in estimates.all_inner_texts():
+        assert text.startswith("US$") or text.startswith("under US$"), text
+
+    # Evaluation: run on the light worker when the session ended, not billed.
+    page.click("nav.tabs >> text=Evaluation")
+    expect(page.locator("nav.tabs a.current")).to_have_text("Evaluation")
+    evaluation = page.locator("#model-tab")
+    expect(evaluation.locator("h3", has_text="Per class")).to_be_visible(timeout=180_000)
+    expect(evaluation.locator("h3", has_text="Confusion matrix")).to_be_visible()
+    expect(evaluation.locator("svg").first).to_be_visible()
+    pictures = evaluation.locator(".evaluation-pictures img")
+    assert pictures.count() >= 2  # ground truth beside predictions
+    pictures.last.scroll_into_view_if_needed()
+    all_loaded = "[...document.querySelectorAll('.evaluation-pictures img')].every(i => i.naturalWidth > 0)"
+    page.wait_for_function(f"() => {all_loaded}")
+    shot(page, "13-evaluation")
+
+    # Predict on one of the dataset's pictures, on a worker.
+    with zipfile.ZipFile(archive) as bundle:
+        name = next(n for n in bundle.namelist() if n.startswith("images/val/"))
+        picture = tmp_path / "picture.jpg"
+        picture.write_bytes(bundle.read(name))
+    page.click("nav.tabs >> text=Predict")
+    form = page.locator("#predict-form")
+    form.locator("input[name=conf]").fill("0.001")
+    page.set_input_files("#predict-picture", str(picture))
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#prediction img.prediction-image")).to_be_visible(timeout=120_000)
+    expect(page.locator("#prediction-facts")).to_contain_text("Inference")
+    shot(page, "14-predict")
+
+    # A new export format: OpenVINO, built on the worker, downloaded as one zip.
+    page.click("nav.tabs >> text=Artifacts")
+    page.click("button:has-text('Export OpenVINO')")
+    openvino = page.locator("li", has_text="OpenVINO")
+    expect(openvino.locator("a:has-text('download')")).to_be_visible(timeout=300_000)
+    with page.expect_download() as export:
+        openvino.locator("a:has-text('download')").click()
+    with zipfile.ZipFile(export.value.path()) as bundle:
+        assert any(n.startswith("best_openvino_model/") and n.endswith(".xml") for n in bundle.namelist())
+    assert export.value.suggested_filename == "shapes-detector-best-openvino.zip"
+    shot(page, "15-export-openvino")
