@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from training.datasets import class_colour
@@ -55,9 +56,23 @@ class CurveChart:
     right_x: int = WIDTH - RIGHT
 
     @property
-    def drawing_order(self) -> tuple[Line, ...]:
-        """The all-classes line last, so it is drawn on top."""
-        return self.lines[::-1]
+    def polylines(self) -> SafeString:
+        """The lines as SVG, the all-classes line last so it is drawn on top."""
+        return mark_safe(  # noqa: S308 - colours and points are ours, labels escaped
+            "".join(
+                f'<polyline fill="none" stroke="{line.colour}" stroke-width="{3 if line.emphasised else 1.25}" '
+                f'points="{line.points}"><title>{escape(line.label)}</title></polyline>'
+                for line in reversed(self.lines)
+            )
+        )
+
+    @property
+    def legend(self) -> SafeString:
+        return mark_safe(  # noqa: S308 - colours are ours, labels escaped
+            "".join(
+                f'<li><span style="background: {line.colour}"></span>{escape(line.label)}</li>' for line in self.lines
+            )
+        )
 
 
 def curve_charts(curves: dict[str, Any], class_names: list[str]) -> list[CurveChart]:
