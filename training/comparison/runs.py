@@ -19,12 +19,26 @@ from django.db.models import Sum
 from billing.models import LedgerLine
 from billing.reports import MODEL_KINDS
 from hubsite.models import User
-from training.models import EpochRecord, ModelEvaluation, YoloModel
+from training import task_metrics
+from training.models import Dataset, EpochRecord, ModelEvaluation, YoloModel
 
 MIN_MODELS = 2
 MAX_MODELS = 8
+# What the comparison never shows of a dataset: its validation report and samples.
+DATASET_BULK = ("dataset__stats", "dataset__errors")
 
 History = list[tuple[int, dict[str, float]]]  # (epoch, metrics), oldest first
+Task = Dataset.Task
+
+# The per-epoch figures the charts and the best-epoch ranking read: every task's
+# accuracy measures and main loss. The others (the other losses, learning rates) are
+# read for the final and best epochs only.
+SERIES_KEYS = (
+    *(f"{prefix}{name}" for prefix in ("", "mask_", "pose_") for name in ("precision", "recall", "map50", "map50_95")),
+    "top1",
+    "top5",
+    *sorted({loss.key for loss in task_metrics.MAIN_LOSS.values()}),
+)
 
 
 class CannotCompare(Exception):
@@ -46,7 +60,11 @@ class PrCurve:
 @dataclass(frozen=True)
 class Run:
     model: YoloModel
+    # Every epoch, oldest first, with only the figures the charts and the best-epoch
+    # ranking read (SERIES_KEYS); the final and best epochs carry all of theirs.
     history: History
+    final: tuple[int, dict[str, float]] | None
+    best: tuple[int, dict[str, float]] | None  # the epoch whose weights are best.pt
     training_ms: int
     cost_micros: int
     evaluation: dict[str, float] | None  # the evaluation's overall metrics, when one is done
@@ -57,13 +75,28 @@ class Run:
     def task(self) -> str:
         return self.model.dataset.task
 
-    @property
-    def final(self) -> tuple[int, dict[str, float]] | None:
-        return self.history[-1] if self.history else None
-
     def recorded(self, key: str) -> bool:
-        """Whether any epoch of the run recorded ``key``."""
+        """Whether any epoch of the run recorded ``key`` (one of SERIES_KEYS)."""
         return any(key in metrics for _epoch, metrics in self.history)
+
+
+def fitness(task: str, metrics: dict[str, float]) -> float:
+    """How ultralytics ranks epochs to keep best.pt: 0.1 x mAP50 + 0.9 x mAP50-95 of
+    the boxes plus that of the masks or keypoints; the mean of top-1 and top-5 for a
+    classifier."""
+    if task == Task.CLASSIFY:
+        return (metrics.get("top1", 0.0) + metrics.get("top5", 0.0)) / 2
+    return sum(
+        0.1 * metrics.get(f"{prefix}map50", 0.0) + 0.9 * metrics.get(f"{prefix}map50_95", 0.0)
+        for prefix in ("", "mask_", "pose_")
+    )
+
+
+def best_epoch(task: str, history: History) -> tuple[int, dict[str, float]] | None:
+    """The epoch whose weights became best.pt: the fittest, the earliest on a tie."""
+    if not history:
+        return None
+    return max(history, key=lambda record: (fitness(task, record[1]), -record[0]))
 
 
 def picked_uids(values: list[str]) -> list[uuid.UUID]:
@@ -87,9 +120,9 @@ def picked_uids(values: list[str]) -> list[uuid.UUID]:
 
 
 def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
-    """The owner's models ``uids`` as runs, in that order: four queries. A model that is
+    """The owner's models ``uids`` as runs, in that order: five queries. A model that is
     not the owner's is refused exactly like one that does not exist."""
-    owned = YoloModel.objects.filter(owner=owner, uid__in=uids).select_related("dataset")
+    owned = YoloModel.objects.filter(owner=owner, uid__in=uids).select_related("dataset").defer(*DATASET_BULK)
     models = {model.uid: model for model in owned}
     missing = len(uids) - len(models)
     if missing:
@@ -100,18 +133,27 @@ def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
         )
     ids = [model.pk for model in models.values()]
     histories = _histories(ids)
+    ends = {
+        model.pk: _final_and_best(model.dataset.task, histories[model.pk][0])
+        for model in models.values()
+        if histories[model.pk][0]
+    }
+    full = _full_metrics([(pk, epoch) for pk, pair in ends.items() for epoch in set(pair)])
     evaluations = _evaluations(ids)
     costs = _costs(ids)
     runs = []
     for uid in uids:
         model = models[uid]
-        history = [(epoch, metrics) for epoch, _ms, metrics in histories[model.pk]]
+        history, training_ms = histories[model.pk]
+        final, best = ends.get(model.pk, (None, None))
         evaluation = evaluations.get(model.pk)
         runs.append(
             Run(
                 model=model,
                 history=history,
-                training_ms=sum(ms for _epoch, ms, _metrics in histories[model.pk]),
+                final=None if final is None else (final, full[model.pk, final]),
+                best=None if best is None else (best, full[model.pk, best]),
+                training_ms=training_ms,
                 cost_micros=costs.get(model.pk, 0),
                 evaluation=evaluation["metrics"] if evaluation else None,
                 evaluation_epoch=evaluation["weights_epoch"] if evaluation else None,
@@ -121,22 +163,42 @@ def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
     return runs
 
 
-def _histories(model_ids: list[int]) -> dict[int, list[tuple[int, int, dict[str, float]]]]:
-    """Each model's epochs as (epoch, milliseconds, metrics), oldest first. PostgreSQL
-    sends one JSON array per model, read with plain SQL: five documents of a hundred
-    epochs cost a fraction of five hundred rows through the ORM (benchmarks/compare_models.py)."""
-    table = EpochRecord._meta.db_table
+def _histories(model_ids: list[int]) -> dict[int, tuple[History, int]]:
+    """Each model's epochs with their SERIES_KEYS figures, oldest first, and their
+    billed milliseconds. Plain SQL: PostgreSQL sends one small JSON array per model,
+    a fraction of five hundred rows of whole metrics through the ORM
+    (benchmarks/compare_models.py)."""
+    pairs = ", ".join("%s, metrics -> %s" for _key in SERIES_KEYS)
     sql = (
-        f"SELECT model_id, jsonb_agg(jsonb_build_array(epoch, duration_ms, metrics) ORDER BY epoch)::text "  # noqa: S608
-        f"FROM {table} WHERE model_id = ANY(%s) GROUP BY model_id"
+        "SELECT model_id, SUM(duration_ms), "  # noqa: S608 - the table's name and placeholders only
+        f"jsonb_agg(jsonb_build_array(epoch, jsonb_strip_nulls(jsonb_build_object({pairs}))) ORDER BY epoch)::text "
+        f"FROM {EpochRecord._meta.db_table} WHERE model_id = ANY(%s) GROUP BY model_id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [model_ids])
+        cursor.execute(sql, [*(key for key in SERIES_KEYS for _twice in (0, 1)), model_ids])
         rows = cursor.fetchall()
-    histories: dict[int, list[tuple[int, int, dict[str, float]]]] = defaultdict(list)
-    for model_id, epochs in rows:
-        histories[model_id] = [(epoch, duration_ms, metrics) for epoch, duration_ms, metrics in json.loads(epochs)]
+    histories: dict[int, tuple[History, int]] = defaultdict(lambda: ([], 0))
+    for model_id, training_ms, epochs in rows:
+        histories[model_id] = ([(epoch, metrics) for epoch, metrics in json.loads(epochs)], int(training_ms))
     return histories
+
+
+def _final_and_best(task: str, history: History) -> tuple[int, int]:
+    best = best_epoch(task, history)
+    return history[-1][0], best[0] if best else history[-1][0]
+
+
+def _full_metrics(epochs: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, float]]:
+    """All the figures of these (model id, epoch) pairs."""
+    if not epochs:
+        return {}
+    sql = (
+        "SELECT model_id, epoch, metrics::text FROM "  # noqa: S608 - the table's name and placeholders only
+        f"{EpochRecord._meta.db_table} WHERE (model_id, epoch) IN (SELECT * FROM unnest(%s::int[], %s::int[]))"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [[pk for pk, _epoch in epochs], [epoch for _pk, epoch in epochs]])
+        return {(model_id, epoch): json.loads(metrics) for model_id, epoch, metrics in cursor.fetchall()}
 
 
 def _evaluations(model_ids: list[int]) -> dict[int, dict[str, Any]]:

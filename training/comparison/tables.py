@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from billing.money import format_usd
 from training import task_metrics
-from training.comparison.runs import History, Run
+from training.comparison.runs import Run
 from training.models import Dataset
 
 Task = Dataset.Task
@@ -147,28 +147,6 @@ def _loss_label(key: str) -> str:
     return f"{LOSS_LABELS.get(name, name.replace('_', ' ').capitalize())} ({stage})"
 
 
-# --- best epoch ---------------------------------------------------------------------------
-
-
-def fitness(task: str, metrics: dict[str, float]) -> float:
-    """How ultralytics ranks epochs to keep best.pt: 0.1 x mAP50 + 0.9 x mAP50-95 of
-    the boxes plus that of the masks or keypoints; the mean of top-1 and top-5 for a
-    classifier."""
-    if task == Task.CLASSIFY:
-        return (metrics.get("top1", 0.0) + metrics.get("top5", 0.0)) / 2
-    return sum(
-        0.1 * metrics.get(f"{prefix}map50", 0.0) + 0.9 * metrics.get(f"{prefix}map50_95", 0.0)
-        for prefix in ("", "mask_", "pose_")
-    )
-
-
-def best_epoch(task: str, history: History) -> tuple[int, dict[str, float]] | None:
-    """The epoch whose weights became best.pt: the fittest, the earliest on a tie."""
-    if not history:
-        return None
-    return max(history, key=lambda record: (fitness(task, record[1]), -record[0]))
-
-
 # --- cells ----------------------------------------------------------------------------------
 
 
@@ -208,7 +186,7 @@ def metric_sections(runs: Sequence[Run]) -> tuple[Section, ...]:
     quality = shared_measures(runs)
     measures = (*quality, *shared_losses(runs))
     finals = [run.final for run in runs]
-    bests = [best_epoch(run.task, run.history) for run in runs]
+    bests = [run.best for run in runs]
     sections = [
         _epoch_section("Final epoch", finals, measures),
         _epoch_section(
