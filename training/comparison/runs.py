@@ -30,15 +30,23 @@ DATASET_BULK = ("dataset__stats", "dataset__errors")
 History = list[tuple[int, dict[str, float]]]  # (epoch, metrics), oldest first
 Task = Dataset.Task
 
-# The per-epoch figures the charts and the best-epoch ranking read: every task's
+# The per-epoch figures the charts and the best-epoch ranking read, by task: its
 # accuracy measures and main loss. The others (the other losses, learning rates) are
 # read for the final and best epochs only.
-SERIES_KEYS = (
-    *(f"{prefix}{name}" for prefix in ("", "mask_", "pose_") for name in ("precision", "recall", "map50", "map50_95")),
-    "top1",
-    "top5",
-    *sorted({loss.key for loss in task_metrics.MAIN_LOSS.values()}),
-)
+BOX_SERIES = ("precision", "recall", "map50", "map50_95")
+TASK_SERIES: dict[str, tuple[str, ...]] = {
+    Task.DETECT: BOX_SERIES,
+    Task.OBB: BOX_SERIES,
+    Task.SEGMENT: (*BOX_SERIES, *(f"mask_{key}" for key in BOX_SERIES)),
+    Task.POSE: (*BOX_SERIES, *(f"pose_{key}" for key in BOX_SERIES)),
+    Task.CLASSIFY: ("top1", "top5"),
+}
+
+
+def series_keys(tasks: set[str]) -> list[str]:
+    keys = {key for task in tasks for key in TASK_SERIES.get(task, BOX_SERIES)}
+    keys |= {task_metrics.main_loss(task).key for task in tasks}
+    return sorted(keys)
 
 
 class CannotCompare(Exception):
@@ -61,7 +69,7 @@ class PrCurve:
 class Run:
     model: YoloModel
     # Every epoch, oldest first, with only the figures the charts and the best-epoch
-    # ranking read (SERIES_KEYS); the final and best epochs carry all of theirs.
+    # ranking read (``series_keys``); the final and best epochs carry all of theirs.
     history: History
     final: tuple[int, dict[str, float]] | None
     best: tuple[int, dict[str, float]] | None  # the epoch whose weights are best.pt
@@ -76,7 +84,7 @@ class Run:
         return self.model.dataset.task
 
     def recorded(self, key: str) -> bool:
-        """Whether any epoch of the run recorded ``key`` (one of SERIES_KEYS)."""
+        """Whether any epoch of the run recorded ``key`` (one of ``series_keys``)."""
         return any(key in metrics for _epoch, metrics in self.history)
 
 
@@ -132,7 +140,7 @@ def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
             status=404,
         )
     ids = [model.pk for model in models.values()]
-    histories = _histories(ids)
+    histories = _histories(ids, series_keys({model.dataset.task for model in models.values()}))
     ends = {
         model.pk: _final_and_best(model.dataset.task, histories[model.pk][0])
         for model in models.values()
@@ -163,19 +171,19 @@ def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
     return runs
 
 
-def _histories(model_ids: list[int]) -> dict[int, tuple[History, int]]:
-    """Each model's epochs with their SERIES_KEYS figures, oldest first, and their
+def _histories(model_ids: list[int], keys: list[str]) -> dict[int, tuple[History, int]]:
+    """Each model's epochs with their ``keys`` figures, oldest first, and their
     billed milliseconds. Plain SQL: PostgreSQL sends one small JSON array per model,
     a fraction of five hundred rows of whole metrics through the ORM
     (benchmarks/compare_models.py)."""
-    pairs = ", ".join("%s, metrics -> %s" for _key in SERIES_KEYS)
+    pairs = ", ".join("%s, metrics -> %s" for _key in keys)
     sql = (
         "SELECT model_id, SUM(duration_ms), "  # noqa: S608 - the table's name and placeholders only
         f"jsonb_agg(jsonb_build_array(epoch, jsonb_strip_nulls(jsonb_build_object({pairs}))) ORDER BY epoch)::text "
         f"FROM {EpochRecord._meta.db_table} WHERE model_id = ANY(%s) GROUP BY model_id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*(key for key in SERIES_KEYS for _twice in (0, 1)), model_ids])
+        cursor.execute(sql, [*(key for key in keys for _twice in (0, 1)), model_ids])
         rows = cursor.fetchall()
     histories: dict[int, tuple[History, int]] = defaultdict(lambda: ([], 0))
     for model_id, training_ms, epochs in rows:
