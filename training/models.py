@@ -92,6 +92,10 @@ class YoloModel(models.Model):
     last_checkpoint = models.FileField(max_length=300, blank=True)
     best_weights = models.FileField(max_length=300, blank=True)
     epochs_completed = models.PositiveIntegerField(default=0)
+    # Every completed epoch as [epoch, milliseconds, {figures}], oldest first, the figures
+    # those of ``training.task_metrics.series_figures``: written with each EpochRecord, in
+    # the same transaction, so a comparison of models reads one row per model.
+    epoch_series = models.JSONField(default=list, blank=True, editable=False)
     trained_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -56,3 +56,22 @@ def main_loss(task: str) -> Metric:
 def headline_values(task: str, metrics: dict[str, float]) -> list[tuple[str, float]]:
     """(label, value) of the task's headline metrics that ``metrics`` holds."""
     return [(metric.label, metrics[metric.key]) for metric in headline(task) if metric.key in metrics]
+
+
+# The figures kept for every epoch beside the model (``YoloModel.epoch_series``), for
+# pages that draw or rank every epoch of several models at once: the task's accuracy
+# measures and its main loss.
+BOX_SERIES = ("precision", "recall", "map50", "map50_95")
+SERIES: dict[str, tuple[str, ...]] = {
+    Task.DETECT: BOX_SERIES,
+    Task.OBB: BOX_SERIES,
+    Task.SEGMENT: (*BOX_SERIES, *(f"mask_{key}" for key in BOX_SERIES)),
+    Task.POSE: (*BOX_SERIES, *(f"pose_{key}" for key in BOX_SERIES)),
+    Task.CLASSIFY: ("top1", "top5"),
+}
+
+
+def series_figures(task: str, metrics: dict[str, float]) -> dict[str, float]:
+    """The figures of an epoch's ``metrics`` that ``YoloModel.epoch_series`` keeps."""
+    keys = (*SERIES.get(task, BOX_SERIES), main_loss(task).key)
+    return {key: metrics[key] for key in keys if key in metrics}

@@ -12,6 +12,7 @@ from django.utils import timezone
 from billing import services as billing
 from hubsite.models import User
 from tests.factories import WORKER, make_session
+from training import task_metrics
 from training.models import Dataset, EpochRecord, ModelEvaluation, TrainingSession, YoloModel
 
 
@@ -76,6 +77,9 @@ def make_run(
     EpochRecord.objects.bulk_create(records)
     TrainingSession.objects.filter(pk=session.pk).update(status=TrainingSession.Status.COMPLETED)
     model.epochs_completed = len(history)
+    model.epoch_series = [  # as the worker's committer keeps it with each epoch
+        [record.epoch, record.duration_ms, task_metrics.series_figures(task, record.metrics)] for record in records
+    ]
     model.save()
     return model
 

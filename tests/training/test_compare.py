@@ -399,7 +399,7 @@ def test_the_page_makes_the_same_queries_for_any_number_of_models(
         evaluate(model, map50=0.5)
     owner_client.get(query(*models))  # the session and user are cached after the first request
     # session, user, the header's balance; models, epochs, evaluations, charges
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         response = owner_client.get(query(*models))
     assert response.status_code == 200
     assert response.content.decode().count('<g class="compare-line">') == 2 * count + len(models[::2])

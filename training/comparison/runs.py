@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,6 @@ from django.db.models import Sum
 from billing.models import LedgerLine
 from billing.reports import MODEL_KINDS
 from hubsite.models import User
-from training import task_metrics
 from training.models import Dataset, EpochRecord, ModelEvaluation, YoloModel
 
 MIN_MODELS = 2
@@ -29,24 +27,6 @@ DATASET_BULK = ("dataset__stats", "dataset__errors")
 
 History = list[tuple[int, dict[str, float]]]  # (epoch, metrics), oldest first
 Task = Dataset.Task
-
-# The per-epoch figures the charts and the best-epoch ranking read, by task: its
-# accuracy measures and main loss. The others (the other losses, learning rates) are
-# read for the final and best epochs only.
-BOX_SERIES = ("precision", "recall", "map50", "map50_95")
-TASK_SERIES: dict[str, tuple[str, ...]] = {
-    Task.DETECT: BOX_SERIES,
-    Task.OBB: BOX_SERIES,
-    Task.SEGMENT: (*BOX_SERIES, *(f"mask_{key}" for key in BOX_SERIES)),
-    Task.POSE: (*BOX_SERIES, *(f"pose_{key}" for key in BOX_SERIES)),
-    Task.CLASSIFY: ("top1", "top5"),
-}
-
-
-def series_keys(tasks: set[str]) -> list[str]:
-    keys = {key for task in tasks for key in TASK_SERIES.get(task, BOX_SERIES)}
-    keys |= {task_metrics.main_loss(task).key for task in tasks}
-    return sorted(keys)
 
 
 class CannotCompare(Exception):
@@ -69,7 +49,8 @@ class PrCurve:
 class Run:
     model: YoloModel
     # Every epoch, oldest first, with only the figures the charts and the best-epoch
-    # ranking read (``series_keys``); the final and best epochs carry all of theirs.
+    # ranking read (``task_metrics.series_figures``); the final and best epochs carry
+    # all of theirs.
     history: History
     final: tuple[int, dict[str, float]] | None
     best: tuple[int, dict[str, float]] | None  # the epoch whose weights are best.pt
@@ -84,7 +65,7 @@ class Run:
         return self.model.dataset.task
 
     def recorded(self, key: str) -> bool:
-        """Whether any epoch of the run recorded ``key`` (one of ``series_keys``)."""
+        """Whether any epoch of the run recorded ``key`` (a series figure)."""
         return any(key in metrics for _epoch, metrics in self.history)
 
 
@@ -128,7 +109,7 @@ def picked_uids(values: list[str]) -> list[uuid.UUID]:
 
 
 def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
-    """The owner's models ``uids`` as runs, in that order: five queries. A model that is
+    """The owner's models ``uids`` as runs, in that order: four queries. A model that is
     not the owner's is refused exactly like one that does not exist."""
     owned = YoloModel.objects.filter(owner=owner, uid__in=uids).select_related("dataset").defer(*DATASET_BULK)
     models = {model.uid: model for model in owned}
@@ -140,7 +121,7 @@ def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
             status=404,
         )
     ids = [model.pk for model in models.values()]
-    histories = _histories(ids, series_keys({model.dataset.task for model in models.values()}))
+    histories = {model.pk: _history(model) for model in models.values()}
     ends = {
         model.pk: _final_and_best(model.dataset.task, histories[model.pk][0])
         for model in models.values()
@@ -171,24 +152,11 @@ def load_runs(owner: User, uids: list[uuid.UUID]) -> list[Run]:
     return runs
 
 
-def _histories(model_ids: list[int], keys: list[str]) -> dict[int, tuple[History, int]]:
-    """Each model's epochs with their ``keys`` figures, oldest first, and their
-    billed milliseconds. Plain SQL: PostgreSQL sends one small JSON array per model,
-    a fraction of five hundred rows of whole metrics through the ORM
-    (benchmarks/compare_models.py)."""
-    pairs = ", ".join("%s, metrics -> %s" for _key in keys)
-    sql = (
-        "SELECT model_id, SUM(duration_ms), "  # noqa: S608 - the table's name and placeholders only
-        f"jsonb_agg(jsonb_build_array(epoch, jsonb_strip_nulls(jsonb_build_object({pairs}))) ORDER BY epoch)::text "
-        f"FROM {EpochRecord._meta.db_table} WHERE model_id = ANY(%s) GROUP BY model_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*(key for key in keys for _twice in (0, 1)), model_ids])
-        rows = cursor.fetchall()
-    histories: dict[int, tuple[History, int]] = defaultdict(lambda: ([], 0))
-    for model_id, training_ms, epochs in rows:
-        histories[model_id] = ([(epoch, metrics) for epoch, metrics in json.loads(epochs)], int(training_ms))
-    return histories
+def _history(model: YoloModel) -> tuple[History, int]:
+    """The model's epochs with their chart and ranking figures, oldest first, and
+    their billed milliseconds: its ``epoch_series``, kept with each epoch."""
+    history = [(epoch, figures) for epoch, _ms, figures in model.epoch_series]
+    return history, sum(ms for _epoch, ms, _figures in model.epoch_series)
 
 
 def _final_and_best(task: str, history: History) -> tuple[int, int]:

@@ -306,7 +306,11 @@ class EpochCommitter(threading.Thread):
                 if done.improved:
                     model.best_weights.name = key
             model.epochs_completed = done.epoch
-            model.save(update_fields=["last_checkpoint", "best_weights", "epochs_completed", "updated_at"])
+            figures = task_metrics.series_figures(self.task, done.metrics)
+            model.epoch_series = [*model.epoch_series, [done.epoch, done.duration_ms, figures]]
+            model.save(
+                update_fields=["last_checkpoint", "best_weights", "epochs_completed", "epoch_series", "updated_at"]
+            )
             if self.bills_per_epoch:
                 try:
                     billing.capture_epoch(

@@ -20,7 +20,7 @@ from billing.models import LedgerLine
 from hubsite.models import User
 from tests.factories import TINY_TRAINING, cpu_instance, fund, make_ready_dataset
 from tests.helpers import WorkerFactory, wait_for
-from training import sessions
+from training import sessions, task_metrics
 from training.engine.exports import run_export
 from training.exports import request_export
 from training.models import EpochRecord, Export, TrainingSession, YoloModel
@@ -182,3 +182,9 @@ def test_a_run_of_each_task_stops_mid_epoch_resumes_and_charges_every_epoch_once
     assert all(line.amount_micros < 0 for line in charged)
     for record in EpochRecord.objects.filter(model=model):
         assert TASK_METRICS[task] <= set(record.metrics), sorted(record.metrics)
+    # The series kept beside the model holds each epoch once, across the stop and resume.
+    records = EpochRecord.objects.filter(model=model).order_by("epoch")
+    assert model.epoch_series == [
+        [r.epoch, r.duration_ms, task_metrics.series_figures(task, r.metrics)] for r in records
+    ]
+    assert all(task_metrics.headline(task)[0].key in figures for _epoch, _ms, figures in model.epoch_series)
