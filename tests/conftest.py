@@ -71,8 +71,16 @@ def staff_client(staff: User) -> Client:
 
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
+    """The broker's Redis, without this project's keys before and after the test: an
+    earlier test that did not ask for it may have left messages (a session that ends
+    queues its evaluation)."""
     client = redis.Redis.from_url(settings.REDIS_URL)
+    _delete_broker_keys(client)
     yield client
+    _delete_broker_keys(client)
+
+
+def _delete_broker_keys(client: redis.Redis) -> None:
     for key in client.scan_iter(f"{settings.DRAMATIQ_NAMESPACE}*"):
         client.delete(key)
 
