@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from training import task_metrics
+from training.chart_scales import epoch_ticks, nice_ceiling
 from training.comparison.runs import Run
 from training.comparison.tables import shared_measures
 
@@ -116,7 +117,7 @@ def _epoch_chart(title: str, runs: Sequence[Run], key: str, *, top: float | None
     series = [[(epoch, metrics[key]) for epoch, metrics in run.history if key in metrics] for run in runs]
     epochs = [epoch for points in series for epoch, _value in points]
     first, last = (min(epochs), max(epochs)) if epochs else (1, 1)
-    top_value = top if top is not None else _nice_ceiling(max((v for p in series for _e, v in p), default=1.0))
+    top_value = top if top is not None else nice_ceiling(max((v for p in series for _e, v in p), default=1.0))
     x_of = _scale(first, last, LEFT, WIDTH - RIGHT)
     y_of = _scale(0.0, top_value, HEIGHT - BOTTOM, TOP)
     lines = []
@@ -137,7 +138,7 @@ def _epoch_chart(title: str, runs: Sequence[Run], key: str, *, top: float | None
         title=title,
         x_label="Epoch",
         lines=tuple(lines),
-        x_ticks=tuple(Tick(_coordinate(x_of(epoch)), str(epoch)) for epoch in _epoch_ticks(first, last)),
+        x_ticks=tuple(Tick(_coordinate(x_of(epoch)), str(epoch)) for epoch in epoch_ticks(first, last)),
         y_ticks=_y_ticks(y_of, top_value),
         note=f"No epochs yet: {', '.join(missing)}." if missing else "",
     )
@@ -175,22 +176,3 @@ def _scale(low: float, high: float, start: float, end: float) -> Scale:
 
 def _y_ticks(y_of: Scale, top_value: float) -> tuple[Tick, ...]:
     return tuple(Tick(_coordinate(y_of(top_value * step / 4)), f"{top_value * step / 4:.2g}") for step in range(5))
-
-
-def _epoch_ticks(first: int, last: int, count: int = 6) -> list[int]:
-    if last - first < count:
-        return list(range(first, last + 1))
-    step = max(1, round((last - first) / (count - 1)))
-    ticks = list(range(first, last, step))
-    if last - ticks[-1] < step / 2:
-        ticks.pop()
-    return [*ticks, last]
-
-
-def _nice_ceiling(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    for ceiling in (0.5, 1, 2, 2.5, 5, 10, 20, 25, 50, 100):
-        if value <= ceiling:
-            return float(ceiling)
-    return float(int(value) + 1)

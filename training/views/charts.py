@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from training.chart_scales import epoch_ticks, nice_ceiling
 from training.models import Dataset, EpochRecord, YoloModel
 
 WIDTH, HEIGHT = 560, 240
@@ -140,7 +141,7 @@ def build_chart(
 ) -> Chart:
     first, last = history[0][0], history[-1][0]
     values = [metrics[key] for _epoch, metrics in history for key, _label, _colour in wanted if key in metrics]
-    top_value = fixed_max if fixed_max is not None else _nice_ceiling(max(values, default=1.0))
+    top_value = fixed_max if fixed_max is not None else nice_ceiling(max(values, default=1.0))
 
     def x_of(epoch: int) -> float:
         span = max(1, last - first)
@@ -162,26 +163,7 @@ def build_chart(
     return Chart(
         title=title,
         series=tuple(series),
-        x_ticks=tuple(Tick(x_of(epoch), str(epoch)) for epoch in _epoch_ticks(first, last)),
+        x_ticks=tuple(Tick(x_of(epoch), str(epoch)) for epoch in epoch_ticks(first, last)),
         y_ticks=tuple(Tick(y_of(top_value * step / 4), f"{top_value * step / 4:.2g}") for step in range(5)),
         markers=len(history) <= MAX_POINT_MARKERS,
     )
-
-
-def _epoch_ticks(first: int, last: int, count: int = 6) -> list[int]:
-    if last - first < count:
-        return list(range(first, last + 1))
-    step = max(1, round((last - first) / (count - 1)))
-    ticks = list(range(first, last, step))
-    if last - ticks[-1] < step / 2:
-        ticks.pop()
-    return [*ticks, last]
-
-
-def _nice_ceiling(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    for ceiling in (0.5, 1, 2, 2.5, 5, 10, 20, 25, 50, 100):
-        if value <= ceiling:
-            return float(ceiling)
-    return float(int(value) + 1)
