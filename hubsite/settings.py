@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "hubsite",
     "training",
     "billing",
+    "api",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_dramatiq",
     "django_ratelimit",
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -223,6 +225,11 @@ RATE_LIMIT_PASSWORD_RESETS_PER_IP = env_int("RATE_LIMIT_PASSWORD_RESETS_PER_IP",
 RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS = env_int("RATE_LIMIT_PASSWORD_RESETS_PER_ADDRESS", 3, minimum=1)
 # "Evaluate again" posts per user (each runs a validation on a light worker, unbilled).
 RATE_LIMIT_EVALUATIONS_PER_USER = env_int("RATE_LIMIT_EVALUATIONS_PER_USER", 10, minimum=1)
+
+# The REST API (api/, docs/api.md): requests per key per minute, and how often a key's
+# "last used" time is written at most.
+API_REQUESTS_PER_MINUTE_PER_KEY = env_int("API_REQUESTS_PER_MINUTE_PER_KEY", 300, minimum=1)
+API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 
 # Training workers. Every worker process refreshes its alive key in Redis every
 # WORKER_ALIVE_INTERVAL_SECONDS; the key expires after WORKER_ALIVE_TTL_SECONDS. The

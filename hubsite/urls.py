@@ -17,6 +17,8 @@ urlpatterns = [
         name="password_reset",
     ),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/", include("api.urls")),
+    path("account/api-keys/", include("api.page_urls")),
     path("billing/stripe/", include("billing.stripe.urls")),
     path("billing/", include("billing.urls")),
     path("", include("training.urls")),

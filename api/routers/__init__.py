@@ -1,0 +1,1 @@
+"""One router per resource; each endpoint calls the same service functions as the web."""
