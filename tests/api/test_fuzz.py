@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, settings
 from hubsite.models import User
 from tests.api.conftest import KeyClient
 
-
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
 
 
@@ -41,4 +40,5 @@ def test_no_input_is_a_server_error(
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         body = response.json()
-        assert isinstance(body.get("code"), str) and isinstance(body.get("message"), str), body
+        assert isinstance(body.get("code"), str), body
+        assert isinstance(body.get("message"), str), body
