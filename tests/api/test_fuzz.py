@@ -14,7 +14,6 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
-from hubsite.models import User
 from tests.api.conftest import KeyClient
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
@@ -33,9 +32,7 @@ def requests_keep_the_test_transaction(db: None) -> Iterator[None]:
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_input_is_a_server_error(
-    case: Any, requests_keep_the_test_transaction: None, api_client: KeyClient, user: User
-) -> None:
+def test_no_input_is_a_server_error(case: Any, requests_keep_the_test_transaction: None, api_client: KeyClient) -> None:
     response = case.call(headers={"Authorization": f"Bearer {api_client.key}"})
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
