@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from api.auth import TRAIN, owner_of
@@ -111,7 +111,7 @@ UPLOAD_BODY = {
     openapi_extra=UPLOAD_BODY,
     summary="Upload a dataset zip (multipart: file, name, task); it is then validated",
 )
-def upload_dataset(request: HttpRequest) -> tuple[int, Dataset]:
+def upload_dataset(request: HttpRequest) -> Status[Dataset]:
     # The body is parsed here, not by ninja, so that the size guard is installed
     # before any of it is read (the web upload view does the same).
     handler = UploadLimitHandler.read_upload(request)
@@ -123,7 +123,7 @@ def upload_dataset(request: HttpRequest) -> tuple[int, Dataset]:
         raise ApiError(422, "not_a_zip", NOT_A_ZIP_MESSAGE)
     upload.seek(0)
     dataset = create_dataset(owner_of(request), form.cleaned_data["name"], upload, task=form.cleaned_data["task"])
-    return 201, dataset
+    return Status(201, dataset)
 
 
 def _upload_refusal(form: DatasetUploadForm) -> ApiError:
