@@ -67,6 +67,7 @@ def test_the_ledger_lists_the_account_lines_newest_first_with_their_session_and_
     assert newest["amount_micros"] == -7_500
     assert newest["balance_after_micros"] == 20_000_000 - 7_500
     assert newest["session_id"] == charge.session_id
+    assert charge.session is not None
     assert newest["model_id"] == charge.session.model_id
     assert newest["epoch"] == 1
     assert (oldest["kind"], oldest["amount_micros"], oldest["session_id"], oldest["model_id"]) == (
