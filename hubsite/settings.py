@@ -231,6 +231,9 @@ RATE_LIMIT_EVALUATIONS_PER_USER = env_int("RATE_LIMIT_EVALUATIONS_PER_USER", 10,
 API_REQUESTS_PER_MINUTE_PER_KEY = env_int("API_REQUESTS_PER_MINUTE_PER_KEY", 300, minimum=1)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 
+# API keys pages (api/views.py): how many live (not revoked) keys one user may hold.
+API_KEYS_PER_USER = env_int("API_KEYS_PER_USER", 20, minimum=1)
+
 # Training workers. Every worker process refreshes its alive key in Redis every
 # WORKER_ALIVE_INTERVAL_SECONDS; the key expires after WORKER_ALIVE_TTL_SECONDS. The
 # reaper (light workers, every TRAINING_REAPER_INTERVAL_SECONDS) requeues a session

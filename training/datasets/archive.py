@@ -29,6 +29,7 @@ PICKLED_CACHE_SUFFIX = ".cache"
 # Compression-ratio checks apply to entries at least this large (tiny files compress oddly).
 RATIO_MIN_BYTES = 1024 * 1024
 CHUNK = 1024 * 1024
+NOT_A_ZIP_MESSAGE = "This file is not a zip archive. Put data.yaml, images/ and labels/ in a .zip file and upload that."
 
 
 @dataclass(frozen=True)
@@ -169,9 +170,7 @@ def inspect_archive(archive: Path, limits: Limits | None = None) -> list[Member]
                 "The zip file is damaged or incomplete (its end is missing: the upload or the copy was cut off). "
                 "Create the zip again and re-upload it."
             )
-        raise dataset_error(
-            "This file is not a zip archive. Put data.yaml, images/ and labels/ in a .zip file and upload that."
-        )
+        raise dataset_error(NOT_A_ZIP_MESSAGE)
     check_directory_size(archive, limits)
     try:
         with zipfile.ZipFile(archive) as opened:

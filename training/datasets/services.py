@@ -27,6 +27,13 @@ class DatasetInUseError(Exception):
         super().__init__(", ".join(names))
         self.names = names
 
+    def refusal(self, dataset_name: str) -> str:
+        """Why ``dataset_name`` cannot be deleted, in the words the owner sees."""
+        return (
+            f"{dataset_name} is used by {len(self.names)} model(s) ({', '.join(self.names)}) and cannot be "
+            "deleted. Models keep their dataset so their training can be resumed."
+        )
+
 
 def create_dataset(owner: User, name: str, upload: IO[bytes], *, task: str = "", validate_now: bool = False) -> Dataset:
     """Store the uploaded zip under the new dataset's prefix and queue its validation

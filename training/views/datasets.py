@@ -164,11 +164,7 @@ def dataset_delete(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpRespons
     try:
         delete_dataset(dataset)
     except DatasetInUseError as error:
-        messages.error(
-            request,
-            f"{dataset.name} is used by {len(error.names)} model(s) ({', '.join(error.names)}) and cannot be "
-            "deleted. Models keep their dataset so their training can be resumed.",
-        )
+        messages.error(request, error.refusal(dataset.name))
         return redirect("training:dataset_detail", uid=dataset.uid)
     messages.success(request, f"Deleted {dataset.name}.")
     return redirect("training:dataset_list")
