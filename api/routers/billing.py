@@ -9,9 +9,10 @@ from datetime import datetime
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Router, Schema
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from api.auth import BILLING, owner_of
+from api.pagination import Pages
 from billing.models import LedgerLine
 from billing.money import format_usd
 from billing.services import account_for
@@ -64,7 +65,7 @@ def balance(request: HttpRequest) -> BalanceOut:
 
 
 @router.get("/ledger", response=list[LedgerLineOut], summary="The account's ledger lines, newest first")
-@paginate(LimitOffsetPagination)
+@paginate(Pages)
 def ledger(request: HttpRequest) -> QuerySet[LedgerLine]:
     account = account_for(owner_of(request))
     return LedgerLine.objects.filter(account=account).select_related("session").order_by("-created_at", "-id")

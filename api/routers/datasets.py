@@ -14,10 +14,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from api.auth import TRAIN, owner_of
 from api.errors import ApiError
+from api.pagination import Pages
 from training.datasets import DatasetInUseError, create_dataset, delete_dataset, human_bytes
 from training.datasets.archive import NOT_A_ZIP_MESSAGE
 from training.datasets.uri import dataset_uri
@@ -66,7 +67,7 @@ def _owned_dataset(request: HttpRequest, dataset_id: int) -> Dataset:
 
 
 @router.get("", response=list[DatasetOut], summary="Your datasets, newest first")
-@paginate(LimitOffsetPagination)
+@paginate(Pages)
 def list_datasets(request: HttpRequest) -> QuerySet[Dataset]:
     return Dataset.objects.filter(owner=owner_of(request)).order_by("-created_at", "-id")
 
