@@ -234,6 +234,10 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 # API keys pages (api/views.py): how many live (not revoked) keys one user may hold.
 API_KEYS_PER_USER = env_int("API_KEYS_PER_USER", 20, minimum=1)
 
+# ul:// datasets (api/platform/datasets.py): how long the signed URLs of a dataset's
+# NDJSON and images stay valid (a download of a large dataset must finish within it).
+PLATFORM_DATASET_URL_SECONDS = env_int("PLATFORM_DATASET_URL_SECONDS", 6 * 60 * 60, minimum=60)
+
 # Training workers. Every worker process refreshes its alive key in Redis every
 # WORKER_ALIVE_INTERVAL_SECONDS; the key expires after WORKER_ALIVE_TTL_SECONDS. The
 # reaper (light workers, every TRAINING_REAPER_INTERVAL_SECONDS) requeues a session

@@ -62,6 +62,15 @@ def _is_junk(path: PurePosixPath) -> bool:
     )
 
 
+def extracted_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
+    """Where extraction writes this entry, relative to its folder; None for entries it
+    never writes (folders, junk, links, encrypted or unsafe entries)."""
+    path = _safe_member_path(info.filename)
+    if path is None or _is_link(info) or info.flag_bits & 0x1 or info.is_dir() or _is_junk(path):
+        return None
+    return path
+
+
 # The zip's end records (PKWARE APPNOTE 4.3.14-4.3.16) and central directory headers (4.3.12).
 END_RECORD = struct.Struct("<4s4H2LH")
 ZIP64_LOCATOR = struct.Struct("<4sLQL")

@@ -13,11 +13,13 @@ from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from hubsite.http import AuthenticatedRequest, owned_or_404
+from training.catalogue import default_architecture
 from training.datasets import (
     DatasetInUseError,
     class_colour,
@@ -28,6 +30,7 @@ from training.datasets import (
     sample_key,
     validate_again,
 )
+from training.datasets.uri import dataset_uri
 from training.filenames import download_filename
 from training.forms import DatasetUploadForm, RenameForm, UploadLimitHandler
 from training.models import Dataset
@@ -107,7 +110,20 @@ def _dataset_context(dataset: Dataset) -> dict[str, Any]:
         else [],
         "models": list(dataset.yolo_models.all()),
         "rename_form": RenameForm(initial={"name": dataset.name}),
+        "own_gpu": _own_gpu(dataset) if dataset.status == Dataset.Status.READY else None,
     }
+
+
+def _own_gpu(dataset: Dataset) -> dict[str, str]:
+    """The "Train on your own GPU" box: the dataset's ul:// name and the command that
+    trains on it with an unmodified ultralytics (docs/api.md)."""
+    uri = dataset_uri(dataset)
+    command = (
+        f"ULTRALYTICS_PLATFORM_URL={settings.SITE_URL} ULTRALYTICS_API_KEY=<your API key> "
+        f"yolo train data={uri} model={default_architecture(dataset.task)}.yaml "
+        f"project={slugify(dataset.name) or 'hubsite'} epochs=100"
+    )
+    return {"uri": uri, "command": command}
 
 
 def _class_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
