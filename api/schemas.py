@@ -1,14 +1,36 @@
-"""Schemas more than one router returns: a training session with its live progress."""
+"""What more than one router returns: a training session with its live progress, and
+a page of a list built lazily."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Generic, TypeVar
 
+from django.db.models import Model, QuerySet
 from ninja import Schema
 
 from billing.money import format_usd
 from training.models import TrainingSession
 from training.views.progress import session_progress
+
+M = TypeVar("M", bound=Model)
+S = TypeVar("S")
+
+
+class LazyPage(Generic[M, S]):
+    """A queryset for ninja's paginator that builds each row's schema only for the page
+    it slices (the paginator counts with ``len`` and slices with ``[a:b]``)."""
+
+    def __init__(self, queryset: QuerySet[M], build: Callable[[M], S]) -> None:
+        self.queryset = queryset
+        self.build = build
+
+    def __len__(self) -> int:
+        return self.queryset.count()
+
+    def __getitem__(self, page: slice) -> list[S]:
+        return [self.build(row) for row in self.queryset[page]]
 
 
 class SessionOut(Schema):

@@ -7,15 +7,15 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from api.auth import BILLING, TRAIN, owner_of
 from api.errors import ApiError
+from api.form_errors import invalid
 from api.lookups import MAX_ID, owned_model
-from api.schemas import SessionOut, session_out
+from api.schemas import LazyPage, SessionOut, session_out
 from billing import reports
 from billing.money import format_usd
 from hubsite.models import User
@@ -31,7 +31,7 @@ from training.weights import StartWeightsGone, create_model, has_local_weights
 router = Router(tags=["Models"])
 
 WEIGHT_FIELDS = {"best": "best_weights", "last": "last_checkpoint"}
-FORM_FIELD_NAMES = {"dataset": "dataset_id", "__all__": ""}  # the form's names → the API's
+FORM_FIELD_NAMES = {"dataset": "dataset_id"}  # the form's names → the body's
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -131,17 +131,14 @@ class CostReportOut(Schema):
     rows: list[dict[str, Any]]  # the CSV's rows, under its header's names
 
 
-class CostReportQuery(Schema):
-    format: Literal["json", "csv"] = "json"
-
-
 # --- models ----------------------------------------------------------------------------
 
 
 @router.get("", response=list[ModelSummaryOut], summary="Your models, newest first")
 @paginate(LimitOffsetPagination)
-def list_models(request: HttpRequest) -> QuerySet[YoloModel]:
-    return YoloModel.objects.filter(owner=owner_of(request)).select_related("dataset").order_by("-created_at", "-pk")
+def list_models(request: HttpRequest) -> LazyPage[YoloModel, ModelSummaryOut]:
+    found = YoloModel.objects.filter(owner=owner_of(request)).select_related("dataset")
+    return LazyPage(found.order_by("-created_at", "-pk"), summary_out)
 
 
 @router.get("/{model_id}", response=ModelOut, summary="A model, its weights, active session and headline metrics")
@@ -152,7 +149,7 @@ def get_model(request: HttpRequest, model_id: int) -> ModelOut:
 @router.post(
     "", auth=TRAIN, response={201: ModelOut}, summary="Create a model (the web's model form: same checks, same service)"
 )
-def create(request: HttpRequest, body: ModelIn) -> tuple[int, ModelOut]:
+def create(request: HttpRequest, body: ModelIn) -> Status[ModelOut]:
     owner = owner_of(request)
     form = ModelCreateForm(_form_data(owner, body), owner=owner)
     if not form.is_valid():
@@ -169,7 +166,7 @@ def create(request: HttpRequest, body: ModelIn) -> tuple[int, ModelOut]:
         )
     except StartWeightsGone as gone:
         raise _form_invalid({"start_from": [{"message": str(gone)}]}) from gone
-    return 201, model_out(model)
+    return Status(201, model_out(model))
 
 
 def _form_data(owner: User, body: ModelIn) -> dict[str, Any]:
@@ -199,13 +196,21 @@ def _form_data(owner: User, body: ModelIn) -> dict[str, Any]:
 
 
 def _form_invalid(errors: dict[str, list[dict[str, Any]]]) -> ApiError:
-    fields = [
-        {"field": FORM_FIELD_NAMES.get(name, name), "message": str(error["message"])}
-        for name, field_errors in errors.items()
-        for error in field_errors
-    ]
-    message = "; ".join(f"{field['field'] or 'body'}: {field['message']}" for field in fields)
-    return ApiError(422, "invalid", message, errors=fields)
+    return invalid(errors, FORM_FIELD_NAMES)
+
+
+def summary_out(model: YoloModel) -> ModelSummaryOut:
+    return ModelSummaryOut(
+        id=model.pk,
+        uid=str(model.uid),
+        name=model.name,
+        dataset_id=model.dataset_id,
+        task=model.dataset.task,
+        architecture=model.architecture,
+        epochs_completed=model.epochs_completed,
+        target_epochs=model.target_epochs,
+        created_at=model.created_at,
+    )
 
 
 def model_out(model: YoloModel) -> ModelOut:
@@ -289,22 +294,25 @@ def list_exports(request: HttpRequest, model_id: int) -> list[ExportOut]:
 @router.post(
     "/{model_id}/exports", auth=TRAIN, response={202: ExportOut}, summary="Export the best weights to a format"
 )
-def create_export(request: HttpRequest, model_id: int, body: ExportIn) -> tuple[int, ExportOut]:
+def create_export(request: HttpRequest, model_id: int, body: ExportIn) -> Status[ExportOut]:
     model = owned_model(owner_of(request), model_id)
     try:
         export = request_export(model, body.format)
     except ExportRefused as refusal:
         raise ApiError(409, "export_refused", str(refusal)) from refusal
     row = next(row for row in offered_exports(model) if row.format == export.format)
-    return 202, ExportOut(
-        format=row.format,
-        label=row.label,
-        purpose=row.purpose,
-        status=export.status,
-        weights_epoch=export.weights_epoch,
-        error=export.error,
-        finished_at=export.finished_at,
-        downloadable=False,
+    return Status(
+        202,
+        ExportOut(
+            format=row.format,
+            label=row.label,
+            purpose=row.purpose,
+            status=export.status,
+            weights_epoch=export.weights_epoch,
+            error=export.error,
+            finished_at=export.finished_at,
+            downloadable=False,
+        ),
     )
 
 
@@ -329,10 +337,12 @@ def download_export(request: HttpRequest, model_id: int, export_format: str) -> 
     summary="What the model cost, per session and per ledger line (?format=csv: the web's CSV)",
 )
 def cost_report(
-    request: HttpRequest, model_id: int, query: Query[CostReportQuery]
+    request: HttpRequest,
+    model_id: int,
+    report_format: Literal["json", "csv"] = Query("json", alias="format"),  # type: ignore[type-arg]
 ) -> CostReportOut | StreamingHttpResponse:
     model = owned_model(owner_of(request), model_id)
-    if query.format == "csv":
+    if report_format == "csv":
         lines = reports.csv_lines(reports.COST_REPORT_HEADER, reports.cost_report_rows(model))
         response = StreamingHttpResponse(lines, content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="hubsite-cost-report-model-{model.pk}.csv"'

@@ -11,14 +11,15 @@ from typing import Any, Literal
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from api.auth import TRAIN, owner_of
 from api.errors import ApiError
-from api.lookups import MAX_ID, check_id, owned_model, owned_session
+from api.form_errors import invalid
+from api.lookups import MAX_ID, owned_model, owned_session
 from api.models import StartRequestRecord
-from api.schemas import SessionOut, session_out
+from api.schemas import LazyPage, SessionOut, session_out
 from billing import services as billing
 from billing.money import format_usd
 from hubsite.models import User
@@ -34,7 +35,11 @@ instance_types_router = Router(tags=["Sessions"])
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 200
 # The Start form's fields → the API's names, for per-field errors.
-FORM_FIELD_NAMES = {"days": "time_budget_seconds", "hours": "time_budget_seconds", "minutes": "time_budget_seconds"}
+FORM_FIELD_NAMES = {
+    "days": "time_budget_seconds",
+    "hours": "time_budget_seconds",
+    "minutes": "time_budget_seconds",
+}
 
 
 class InstanceTypeOut(Schema):
@@ -69,10 +74,6 @@ class ResumeIn(Schema):
     resume_after_top_up: bool = False
 
 
-class SessionFilter(Schema):
-    model_id: int | None = None
-
-
 # --- instance types --------------------------------------------------------------------
 
 
@@ -98,25 +99,14 @@ def list_instance_types(request: HttpRequest) -> list[InstanceTypeOut]:
 
 @router.get("", response=list[SessionOut], summary="Your sessions, newest first (?model_id= for one model's)")
 @paginate(LimitOffsetPagination)
-def list_sessions(request: HttpRequest, filters: Query[SessionFilter]) -> list[SessionOut]:
+def list_sessions(
+    request: HttpRequest, model_id: int | None = Query(None, ge=1, le=MAX_ID)
+) -> LazyPage[TrainingSession, SessionOut]:
     found: QuerySet[TrainingSession] = TrainingSession.objects.filter(owner=owner_of(request))
-    if filters.model_id is not None:
-        found = found.filter(model_id=check_id(filters.model_id))
+    if model_id is not None:
+        found = found.filter(model_id=model_id)
     ordered = found.select_related("model__dataset", "instance_type").order_by("-created_at", "-pk")
-    return _LazySessions(ordered)  # type: ignore[return-value]
-
-
-class _LazySessions:
-    """The queryset for the paginator, turned into SessionOut only for the page it slices."""
-
-    def __init__(self, queryset: QuerySet[TrainingSession]) -> None:
-        self.queryset = queryset
-
-    def __len__(self) -> int:
-        return self.queryset.count()
-
-    def __getitem__(self, page: slice) -> list[SessionOut]:
-        return [session_out(session) for session in self.queryset[page]]
+    return LazyPage(ordered, session_out)
 
 
 @router.get("/{session_id}", response=SessionOut, summary="A session's live progress, cost and console tail")
@@ -130,7 +120,7 @@ def get_session(request: HttpRequest, session_id: int) -> SessionOut:
     response={200: SessionOut, 201: SessionOut},
     summary="Start training a model (or resume it, as the web's Start does when its last session stopped)",
 )
-def start(request: HttpRequest, response: HttpResponse, body: StartIn) -> tuple[int, SessionOut]:
+def start(request: HttpRequest, response: HttpResponse, body: StartIn) -> Status[SessionOut]:
     owner = owner_of(request)
     model = owned_model(owner, body.model_id)
 
@@ -159,7 +149,7 @@ def stop(request: HttpRequest, session_id: int) -> SessionOut:
     response={200: SessionOut, 201: SessionOut},
     summary="Resume a stopped, paused or failed session at its next epoch (the Resume button)",
 )
-def resume(request: HttpRequest, response: HttpResponse, session_id: int, body: ResumeIn) -> tuple[int, SessionOut]:
+def resume(request: HttpRequest, response: HttpResponse, session_id: int, body: ResumeIn) -> Status[SessionOut]:
     owner = owner_of(request)
     previous = owned_session(owner, session_id)
     model = previous.model
@@ -189,7 +179,7 @@ def _start_once(
     body: TrainIn,
     what: tuple[Any, ...],
     begin: Any,
-) -> tuple[int, SessionOut]:
+) -> Status[SessionOut]:
     """Check ``body`` with the web's Start form and call ``begin`` with its request, at
     most once per ``Idempotency-Key``. The account's row lock (the one every Start takes)
     is held from the key's check to its record, so two requests with one key start one
@@ -202,7 +192,7 @@ def _start_once(
             replayed = _replay(owner, idempotency_key, fingerprint)
             if replayed is not None:
                 response["Idempotent-Replayed"] = "true"
-                return 200, session_out(replayed)
+                return Status(200, session_out(replayed))
         start_request = _start_request(model, body)
         try:
             session = begin(start_request)
@@ -213,7 +203,7 @@ def _start_once(
                 owner=owner, idempotency_key=idempotency_key, fingerprint=fingerprint, session=session
             )
     session = TrainingSession.objects.select_related("model__dataset", "instance_type").get(pk=session.pk)
-    return 201, session_out(session)
+    return Status(201, session_out(session))
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
@@ -247,13 +237,7 @@ def _replay(owner: User, idempotency_key: str, fingerprint: str) -> TrainingSess
 def _start_request(model: YoloModel, body: TrainIn) -> sessions.StartRequest:
     form = StartForm(_form_data(model, body), model=model)
     if not form.is_valid():
-        fields = [
-            {"field": FORM_FIELD_NAMES.get(name, "" if name == "__all__" else name), "message": str(error["message"])}
-            for name, errors in form.errors.get_json_data().items()
-            for error in errors
-        ]
-        message = "; ".join(f"{field['field'] or 'body'}: {field['message']}" for field in fields)
-        raise ApiError(422, "invalid", message, errors=fields)
+        raise invalid(form.errors.get_json_data(), FORM_FIELD_NAMES)
     return form.start_request()
 
 
@@ -271,12 +255,7 @@ def _form_data(model: YoloModel, body: TrainIn) -> dict[str, Any]:
     if body.mode == "timed":
         seconds = body.time_budget_seconds or 0
         if seconds % 60:
-            raise ApiError(
-                422,
-                "invalid",
-                "time_budget_seconds: give whole minutes.",
-                errors=[{"field": "time_budget_seconds", "message": "Give whole minutes."}],
-            )
+            raise invalid({"time_budget_seconds": [{"message": "Give whole minutes."}]})
         days, rest = divmod(seconds, 86_400)
         data.update(days=str(days), hours=str(rest // 3_600), minutes=str(rest % 3_600 // 60))
     return data
