@@ -100,7 +100,8 @@ def list_instance_types(request: HttpRequest) -> list[InstanceTypeOut]:
 @router.get("", response=list[SessionOut], summary="Your sessions, newest first (?model_id= for one model's)")
 @paginate(LimitOffsetPagination)
 def list_sessions(
-    request: HttpRequest, model_id: int | None = Query(None, ge=1, le=MAX_ID)
+    request: HttpRequest,
+    model_id: int | None = Query(None, ge=1, le=MAX_ID),  # type: ignore[type-arg]
 ) -> LazyPage[TrainingSession, SessionOut]:
     found: QuerySet[TrainingSession] = TrainingSession.objects.filter(owner=owner_of(request))
     if model_id is not None:
