@@ -201,3 +201,23 @@ def test_a_model_with_no_session_lists_none_and_sessions_filter_by_model(api_cli
     assert everything["count"] == 2
     assert {item["id"] for item in everything["items"]} == {first.pk, second.pk}
     assert api_client.get(f"/api/v1/sessions?model_id={10**30}").status_code == 422
+
+
+def test_the_openapi_schema_lists_every_model_session_and_download_endpoint(api_client: KeyClient) -> None:
+    paths = api_client.get("/api/v1/openapi.json").json()["paths"]
+    expected = {
+        "/api/v1/models": {"get", "post"},
+        "/api/v1/models/{model_id}": {"get"},
+        "/api/v1/models/{model_id}/epochs": {"get"},
+        "/api/v1/models/{model_id}/weights/{kind}": {"get"},
+        "/api/v1/models/{model_id}/exports": {"get", "post"},
+        "/api/v1/models/{model_id}/exports/{export_format}/download": {"get"},
+        "/api/v1/models/{model_id}/cost-report": {"get"},
+        "/api/v1/instance-types": {"get"},
+        "/api/v1/sessions": {"get", "post"},
+        "/api/v1/sessions/{session_id}": {"get"},
+        "/api/v1/sessions/{session_id}/stop": {"post"},
+        "/api/v1/sessions/{session_id}/resume": {"post"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths.get(path, {})), path
