@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from django.db import IntegrityError, transaction
@@ -131,7 +132,7 @@ def start(request: HttpRequest, response: HttpResponse, body: StartIn) -> Status
             return sessions.resume_session(owner, previous, start_request)
         return sessions.start_session(owner, model, start_request)
 
-    return _start_once(request, response, owner, model, body, ("start", body.dict()), begin)
+    return _start_once(request, response, owner, model, body, ("start", body.model_dump()), begin)
 
 
 @router.post("/{session_id}/stop", auth=TRAIN, response=SessionOut, summary="Stop a session (the Stop button)")
@@ -169,7 +170,7 @@ def resume(request: HttpRequest, response: HttpResponse, session_id: int, body: 
     def begin(start_request: sessions.StartRequest) -> TrainingSession:
         return sessions.resume_session(owner, previous, start_request)
 
-    return _start_once(request, response, owner, model, train, ("resume", session_id, body.dict()), begin)
+    return _start_once(request, response, owner, model, train, ("resume", session_id, body.model_dump()), begin)
 
 
 def _start_once(
@@ -179,7 +180,7 @@ def _start_once(
     model: YoloModel,
     body: TrainIn,
     what: tuple[Any, ...],
-    begin: Any,
+    begin: Callable[[sessions.StartRequest], TrainingSession],
 ) -> Status[SessionOut]:
     """Check ``body`` with the web's Start form and call ``begin`` with its request, at
     most once per ``Idempotency-Key``. The account's row lock (the one every Start takes)
