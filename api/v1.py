@@ -31,6 +31,7 @@ install_error_handlers(api)
 api.add_router("/datasets", datasets.router)
 api.add_router("/models", models.router)
 api.add_router("/sessions", sessions.router)
+api.add_router("/instance-types", sessions.instance_types_router)
 api.add_router("/billing", billing.router)
 
 
