@@ -8,8 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+
+
+class ErrorOut(Schema):
+    """The error shape, for the schema's documented responses."""
+
+    code: str
+    message: str
 
 
 class ApiError(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.http import Http404
 
 from hubsite.models import User
-from training.models import TrainingSession, YoloModel
+from training.models import Dataset, TrainingSession, YoloModel
 
 MAX_ID = 2**63 - 1  # PostgreSQL's bigint; a larger id must not reach the database
 
@@ -15,6 +15,13 @@ def check_id(pk: int) -> int:
     if not 1 <= pk <= MAX_ID:
         raise Http404
     return pk
+
+
+def owned_dataset(owner: User, pk: int) -> Dataset:
+    dataset = Dataset.objects.select_related("owner").filter(owner=owner, pk=check_id(pk)).first()
+    if dataset is None:
+        raise Http404
+    return dataset
 
 
 def owned_model(owner: User, pk: int) -> YoloModel:

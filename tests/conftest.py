@@ -24,9 +24,9 @@ from pytest_django.live_server_helper import LiveServer
 from hubsite.models import User
 from tests.billing.stripe.emulator import DEAD_URL, WEBHOOK_SECRET, Emulator
 from tests.factories import ensure_instance_types, make_model, make_ready_dataset, make_staff, make_user
-from tests.helpers import BASE_DIR, WorkerFactory, database_url_for_subprocess
+from tests.helpers import BASE_DIR, FAST_WORKER_ENV, WorkerFactory, database_url_for_subprocess, wait_for
 from training.models import YoloModel
-from training.presence import announce
+from training.presence import announce, live_queues
 
 # --- users ---------------------------------------------------------------------------
 
@@ -155,6 +155,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture
+def fast_workers(settings: Any) -> dict[str, str]:
+    """Fast heartbeat and reaper settings, here and (the dict returned) for workers."""
+    settings.TRAINING_HEARTBEAT_INTERVAL_SECONDS = 1
+    settings.TRAINING_HEARTBEAT_STALE_SECONDS = 5
+    settings.WORKER_PRESENCE_INTERVAL_SECONDS = 1
+    return dict(FAST_WORKER_ENV)
+
+
+@pytest.fixture
+def cpu_worker(start_worker: WorkerFactory, fast_workers: dict[str, str]) -> object:
+    """A real worker for the default queue and ``train.cpu``, live before the test runs."""
+    process = start_worker("default", "train.cpu", extra_env=fast_workers)
+    wait_for(lambda: "train.cpu" in live_queues(), timeout=20)
+    return process
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from uuid import UUID
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 from ninja.pagination import paginate
 
 from api.auth import TRAIN, owner_of
-from api.errors import ApiError
+from api.errors import ApiError, ErrorOut
+from api.lookups import owned_dataset
 from api.pagination import Pages
 from training.datasets import DatasetInUseError, create_dataset, delete_dataset, human_bytes
 from training.datasets.archive import NOT_A_ZIP_MESSAGE
@@ -57,13 +57,8 @@ class DatasetDetailOut(DatasetOut):
         return dict(dataset.stats or {})
 
 
-class ErrorOut(Schema):
-    code: str
-    message: str
-
-
 def _owned_dataset(request: HttpRequest, dataset_id: int) -> Dataset:
-    return get_object_or_404(Dataset.objects.select_related("owner"), owner=owner_of(request), pk=dataset_id)
+    return owned_dataset(owner_of(request), dataset_id)
 
 
 @router.get("", response=list[DatasetOut], summary="Your datasets, newest first")

@@ -19,12 +19,11 @@ from django.urls import reverse
 from billing.models import LedgerLine
 from hubsite.models import User
 from tests.factories import TINY_TRAINING, cpu_instance, fund, make_ready_dataset
-from tests.helpers import WorkerFactory, wait_for
+from tests.helpers import wait_for
 from training import sessions, task_metrics
 from training.engine.exports import run_export
 from training.exports import request_export
 from training.models import EpochRecord, Export, TrainingSession, YoloModel
-from training.presence import live_queues
 
 pytestmark = [pytest.mark.training, pytest.mark.django_db(transaction=True)]
 
@@ -65,13 +64,6 @@ HEADLINES = {
     "classify": ("top-1 accuracy", "Top-5 accuracy"),
     "obb": ("mAP50", "Angle loss (train)"),
 }
-
-
-@pytest.fixture
-def cpu_worker(start_worker: WorkerFactory, fast_workers: dict[str, str]) -> object:
-    process = start_worker("default", "train.cpu", extra_env=fast_workers)
-    wait_for(lambda: "train.cpu" in live_queues(), timeout=20)
-    return process
 
 
 def task_model(user: User, tmp_path: Path, task: str, *, train_images: int = 8, **train_args: object) -> YoloModel:

@@ -41,13 +41,6 @@ def start(user: User, model: YoloModel, **kwargs: object) -> TrainingSession:
     return sessions.start_session(user, model, sessions.StartRequest(instance_type=cpu_instance(), **kwargs))  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def cpu_worker(start_worker: WorkerFactory, fast_workers: dict[str, str]) -> object:
-    process = start_worker("default", "train.cpu", extra_env=fast_workers)
-    wait_for(lambda: "train.cpu" in live_queues(), timeout=20)
-    return process
-
-
 def test_a_session_trains_to_completion_recording_each_epoch_once(
     user: User, tmp_path: Path, cpu_worker: object
 ) -> None:
