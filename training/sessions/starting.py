@@ -65,7 +65,7 @@ def _create_session(
     try:
         with transaction.atomic():
             account = billing.lock_account(user.pk)  # serializes Starts of one account
-            active = TrainingSession.objects.filter(owner=user, status__in=ACTIVE).count()
+            active = TrainingSession.objects.filter(owner=user, status__in=ACTIVE, remote=False).count()
             if active >= account.concurrent_session_limit:
                 raise StartRefused(
                     "Another training session is active on your account. Stop it or wait for it to finish."
