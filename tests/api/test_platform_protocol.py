@@ -82,11 +82,16 @@ def test_a_run_starts_a_free_remote_session_on_a_new_model(remote: Remote, user:
     session = TrainingSession.objects.get(pk=reply["runId"])
     assert reply["cancelled"] is False
     assert reply["modelId"] == str(session.model.uid)
-    assert reply["modelUrl"].startswith("http") and str(session.model.uid) in reply["modelUrl"]
-    assert session.remote and session.status == "training" and session.price_per_hour_micros == 0
-    assert session.instance_type.slug == "your-hardware" and not session.instance_type.active
+    assert reply["modelUrl"].startswith("http")
+    assert str(session.model.uid) in reply["modelUrl"]
+    assert session.remote
+    assert session.status == "training"
+    assert session.price_per_hour_micros == 0
+    assert session.instance_type.slug == "your-hardware"
+    assert not session.instance_type.active
     assert session.remote_environment["hostname"] == "laptop"
-    assert session.model.name == "remote-test/exp" and session.model.architecture == "yolo11n"
+    assert session.model.name == "remote-test/exp"
+    assert session.model.architecture == "yolo11n"
     assert session.model.dataset.status == Dataset.Status.ON_MACHINE
     assert remote.start()["modelId"] != reply["modelId"]
     assert YoloModel.objects.filter(owner=user, name="remote-test/exp-2").exists()
@@ -99,7 +104,8 @@ def test_ul_datasets_resolve_to_the_owners_own(remote: Remote, user: User, outsi
     assert YoloModel.objects.get(uid=reply["modelId"]).dataset == mine
     theirs = make_ready_dataset(outsider, tmp_path / "o")
     response = remote.event("training_started", {"trainArgs": {"data": dataset_uri(theirs)}, "epochs": 3})
-    assert response.status_code == 404 and "error" in response.json()
+    assert response.status_code == 404
+    assert "error" in response.json()
 
 
 def test_epochs_are_recorded_once_in_any_order_even_after_complete(remote: Remote) -> None:
@@ -115,11 +121,13 @@ def test_epochs_are_recorded_once_in_any_order_even_after_complete(remote: Remot
     assert list(model.epochs.values_list("epoch", flat=True)) == [1, 2, 3]
     assert [row[0] for row in model.epoch_series] == [1, 2, 3]
     record = EpochRecord.objects.get(model=model, epoch=2)
-    assert record.metrics["map50"] == pytest.approx(0.1) and record.metrics["train_box_loss"] == pytest.approx(1.4)
+    assert record.metrics["map50"] == pytest.approx(0.1)
+    assert record.metrics["train_box_loss"] == pytest.approx(1.4)
     assert record.metrics["lr"] == pytest.approx(0.01)
     assert model.epochs_completed == 3
     session = TrainingSession.objects.get(pk=reply["runId"])
-    assert session.status == "completed" and "best epoch 2" in session.status_detail
+    assert session.status == "completed"
+    assert "best epoch 2" in session.status_detail
 
 
 def test_console_is_ordered_and_a_resent_chunk_ignored(remote: Remote) -> None:
@@ -144,7 +152,8 @@ def test_failed_run_ends_failed_with_its_reason(remote: Remote) -> None:
     reply = remote.start()
     remote.event("training_failed", {"error": "CUDA out of memory"}, reply["modelId"])
     session = TrainingSession.objects.get(pk=reply["runId"])
-    assert session.status == "failed" and session.failure_reason == "CUDA out of memory"
+    assert session.status == "failed"
+    assert session.failure_reason == "CUDA out of memory"
     assert remote.event("system_metrics", {"cpu": 3}, reply["modelId"]).json() == {"cancelled": True}
 
 
@@ -163,7 +172,8 @@ def test_bad_bodies_are_400_json_and_change_nothing(remote: Remote, body: Any) -
     response = remote.post(METRICS_URL, body)
     assert response.status_code == 400
     assert set(response.json()) == {"error", "code", "message"}
-    assert not TrainingSession.objects.exists() and not YoloModel.objects.exists()
+    assert not TrainingSession.objects.exists()
+    assert not YoloModel.objects.exists()
 
 
 def test_bad_fields_of_events_are_400(remote: Remote) -> None:
@@ -178,7 +188,8 @@ def test_another_users_model_is_404(remote: Remote, outsider: User) -> None:
     response = remote.event("epoch_end", epoch(0), theirs["modelId"])
     assert response.status_code == 404
     resumed = remote.event("training_started", {"trainArgs": {}, "epochs": 3}, theirs["modelId"])
-    assert resumed.status_code == 404 and not EpochRecord.objects.exists()
+    assert resumed.status_code == 404
+    assert not EpochRecord.objects.exists()
 
 
 def test_keys_absent_revoked_or_read_only(user: User) -> None:
@@ -187,7 +198,8 @@ def test_keys_absent_revoked_or_read_only(user: User) -> None:
     revoke_key(api_key)
     assert Remote(key).post(METRICS_URL, {"event": "training_progress", "data": {}}).status_code == 401
     read_only = Remote(create_key(user, "ro", ["read"])[1]).post(METRICS_URL, {"event": "epoch_end", "data": {}})
-    assert read_only.status_code == 403 and read_only.json()["code"] == "scope_missing"
+    assert read_only.status_code == 403
+    assert read_only.json()["code"] == "scope_missing"
 
 
 def upload_url(remote: Remote, reply: dict[str, Any]) -> dict[str, Any]:
@@ -208,18 +220,22 @@ def test_upload_url_is_signed_bound_and_capped(remote: Remote, settings: Any) ->
     assert put(staged["uploadUrl"] + "x", b"data").status_code == 403
     settings.WEIGHTS_MAX_UPLOAD_BYTES = 3
     too_big = put(staged["uploadUrl"], b"four")
-    assert too_big.status_code == 413 and too_big.json()["code"] == "too_large"
+    assert too_big.status_code == 413
+    assert too_big.json()["code"] == "too_large"
     settings.WEIGHTS_MAX_UPLOAD_BYTES = 1024
     assert put(staged["uploadUrl"], b"four").status_code == 200
     upload.refresh_from_db()
-    assert upload.status == "received" and upload.size == 4
-    assert str(upload.uid) in upload.upload.name and "best.pt" not in upload.upload.name
+    assert upload.status == "received"
+    assert upload.size == 4
+    assert str(upload.uid) in upload.upload.name
+    assert "best.pt" not in upload.upload.name
     other = remote.start()
     forged = signing.TimestampSigner(salt=uploads.SALT).sign(f"{upload.uid}.{other['runId']}")
     assert put(f"/api/webhooks/models/upload/{forged}", b"four").status_code == 404
     expired = _SignedLongAgo(salt=uploads.SALT).sign(f"{upload.uid}.{reply['runId']}")
     response = put(f"/api/webhooks/models/upload/{expired}", b"four")
-    assert response.status_code == 403 and response.json()["code"] == "url_expired"
+    assert response.status_code == 403
+    assert response.json()["code"] == "url_expired"
 
 
 class _SignedLongAgo(signing.TimestampSigner):
@@ -246,7 +262,8 @@ def test_a_hostile_pickle_is_refused_and_never_becomes_weights(remote: Remote, u
     assert uploads.run_remote_check(upload.pk) == "refused"
     upload.refresh_from_db()
     model = YoloModel.objects.get(uid=reply["modelId"])
-    assert upload.error and not model.best_weights
+    assert upload.error
+    assert not model.best_weights
     assert not default_storage.exists(f"{model.storage_prefix}/remote/{upload.uid}/upload.pt")
     assert ledger_count(user) == before
 
