@@ -273,7 +273,7 @@ class RemoteConsoleChunk(models.Model):
     a resent chunk a no-op. Only the newest ones are kept (``training.remote.console``)."""
 
     session = models.ForeignKey(TrainingSession, on_delete=models.CASCADE, related_name="console_chunks")
-    chunk_id = models.PositiveIntegerField()
+    chunk_id = models.PositiveBigIntegerField()  # ultralytics starts it at the time in milliseconds
     content = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -126,7 +126,7 @@ def _handle(event: str, session: TrainingSession, data: dict[str, Any]) -> None:
         runs.record_epoch(session, data)
     elif event == "console_output":
         chunk_id, content = data.get("chunkId"), data.get("content")
-        if not isinstance(chunk_id, int) or isinstance(chunk_id, bool) or not 0 <= chunk_id < 2**31:
+        if not isinstance(chunk_id, int) or isinstance(chunk_id, bool) or not 0 <= chunk_id < 2**62:
             raise RemoteRefused(400, "invalid", "data.chunkId must be a whole number from 0.")
         if not isinstance(content, str):
             raise RemoteRefused(400, "invalid", "data.content must be text.")

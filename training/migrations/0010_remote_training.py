@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
             name='RemoteConsoleChunk',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chunk_id', models.PositiveIntegerField()),
+                ('chunk_id', models.PositiveBigIntegerField()),
                 ('content', models.TextField()),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='console_chunks', to='training.trainingsession')),

@@ -220,6 +220,9 @@ def record_epoch(session: TrainingSession, data: Mapping[str, Any]) -> bool:
         model = YoloModel.objects.select_for_update().get(pk=session.model_id)
         if EpochRecord.objects.filter(model=model, epoch=number).exists():
             return False
+        if _is_final_evaluation(session, model, number, metrics):
+            return False
+        _forget_final_evaluation_recorded_early(model, number, metrics)
         started_at = _previous_event_time(session)
         duration_ms = max(1, int((now - started_at).total_seconds() * 1000))
         EpochRecord.objects.create(
@@ -237,6 +240,34 @@ def record_epoch(session: TrainingSession, data: Mapping[str, Any]) -> bool:
         model.trained_at = now
         model.save(update_fields=["epoch_series", "epochs_completed", "trained_at", "updated_at"])
     return True
+
+
+def _training_figures(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {key: value for key, value in metrics.items() if key.startswith("train_") or key == "lr"}
+
+
+def _is_final_evaluation(session: TrainingSession, model: YoloModel, number: int, metrics: dict[str, float]) -> bool:
+    """ultralytics' ``final_eval`` validates the best weights after the last epoch and
+    reports them as one more epoch_end, "at step epochs+1", with the last epoch's
+    training losses and learning rate unchanged. That is no epoch: it is known by its
+    number past the run's epochs, or by training figures equal to the epoch before."""
+    if number > session.target_epochs:
+        return True
+    figures = _training_figures(metrics)
+    previous = EpochRecord.objects.filter(model=model, epoch=number - 1, session=session).first()
+    return bool(figures) and previous is not None and _training_figures(previous.metrics) == figures
+
+
+def _forget_final_evaluation_recorded_early(model: YoloModel, number: int, metrics: dict[str, float]) -> None:
+    """The client sends epoch_end from a thread pool: the final evaluation's report may
+    have come before the last epoch's. Recording that epoch unmasks it: delete it."""
+    figures = _training_figures(metrics)
+    following = EpochRecord.objects.filter(model=model, epoch=number + 1).first()
+    if not figures or following is None or _training_figures(following.metrics) != figures:
+        return
+    following.delete()
+    model.epoch_series = [row for row in model.epoch_series if row[0] != number + 1]
+    model.epochs_completed = max((row[0] for row in model.epoch_series), default=0)
 
 
 def _previous_event_time(session: TrainingSession) -> datetime:
