@@ -131,7 +131,7 @@ def test_an_unmodified_yolo_train_reports_to_a_model_page(live_server: LiveServe
     assert response.status_code == 200
     weights = tmp_path / "downloaded.pt"
     weights.write_bytes(b"".join(response.streaming_content))  # type: ignore[attr-defined]
-    from ultralytics import YOLO  # the test process may load it: it checks what a user would download
+    from ultralytics import YOLO  # type: ignore[attr-defined]  # the test process may load it: it checks what a user would download
 
     assert YOLO(str(weights)).task == "detect"
     assert ledger_lines(user) == before
