@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.test import Client
 
 from api.keys import create_key, revoke_key
+from billing.invariants import find_violations
 from billing.models import LedgerLine
 from hubsite.models import User
 from tests.factories import make_ready_dataset
@@ -124,6 +125,7 @@ def test_epochs_are_recorded_once_in_any_order_even_after_complete(remote: Remot
     assert record.metrics["train_box_loss"] == pytest.approx(1.4)
     assert record.metrics["lr"] == pytest.approx(0.01)
     assert model.epochs_completed == 3
+    assert find_violations() == []
     session = TrainingSession.objects.get(pk=reply["runId"])
     assert session.status == "completed"
     assert "best epoch 2" in session.status_detail
