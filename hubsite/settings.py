@@ -176,6 +176,10 @@ WEIGHTS_MAX_UPLOAD_BYTES = env_int("WEIGHTS_MAX_UPLOAD_BYTES", 1024**3, minimum=
 WEIGHTS_RELEASE_URL = env_str(
     "WEIGHTS_RELEASE_URL", "https://api.github.com/repos/ultralytics/assets/releases/tags/v8.4.0"
 )
+# Remote training (training/remote/, docs/api.md): a remote session with no event for
+# this long ends; a checkpoint upload URL is valid this long.
+REMOTE_TRAINING_SILENCE_SECONDS = env_int("REMOTE_TRAINING_SILENCE_SECONDS", 3600, minimum=60)
+REMOTE_UPLOAD_URL_SECONDS = env_int("REMOTE_UPLOAD_URL_SECONDS", 3600, minimum=60)
 
 # Broker and jobs. Actors set queue, time limit and retries themselves (see
 # hubsite/jobs.py); the middleware list is explicit because django-dramatiq's

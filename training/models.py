@@ -20,6 +20,9 @@ class Dataset(models.Model):
         PROCESSING = "processing", "Processing"
         READY = "ready", "Ready"
         INVALID = "invalid", "Invalid"
+        # A dataset that stays on the user's machine: named by a remote training run
+        # (docs/api.md, "Remote training"); no archive here, never trained in the cloud.
+        ON_MACHINE = "on_machine", "On your machine"
 
     class Task(models.TextChoices):
         DETECT = "detect", "Detection"
@@ -207,6 +210,12 @@ class TrainingSession(models.Model):
     worker_id = models.CharField(max_length=120, blank=True)
     failure_reason = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
+    # A run on the user's own hardware reporting through ultralytics' platform callbacks
+    # (training/remote/): free, never billed, no worker; its instance type is the
+    # inactive "Your hardware" one. ``remote_environment`` is what the client said of
+    # its machine: host, GPU, device, ultralytics version (shown only).
+    remote = models.BooleanField(default=False)
+    remote_environment = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     training_started_at = models.DateTimeField(null=True, blank=True)
@@ -257,6 +266,55 @@ class EpochRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} epoch {self.epoch}"
+
+
+class RemoteConsoleChunk(models.Model):
+    """One batch of console lines a remote run sent; ``chunk_id`` orders them and makes
+    a resent chunk a no-op. Only the newest ones are kept (``training.remote.console``)."""
+
+    session = models.ForeignKey(TrainingSession, on_delete=models.CASCADE, related_name="console_chunks")
+    chunk_id = models.PositiveBigIntegerField()  # ultralytics starts it at the time in milliseconds
+    content = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering: ClassVar = ["chunk_id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["session", "chunk_id"], name="one_console_chunk_per_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.session_id} chunk {self.chunk_id}"
+
+
+class RemoteUpload(models.Model):
+    """A checkpoint a remote run uploads through a signed URL. The file we receive is a
+    pickle we did not write: it becomes the model's weights only after the safe reader
+    checked it on a light worker and rebuilt it (``training.remote.checks``)."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for the file"
+        RECEIVED = "received", "Received"
+        CHECKING = "checking", "Checking"
+        PROMOTED = "promoted", "Checked; the model's weights"
+        REFUSED = "refused", "Refused"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey(TrainingSession, on_delete=models.CASCADE, related_name="remote_uploads")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    file_name = models.CharField(max_length=255, blank=True)  # as the client named it; shown only, never a path
+    upload = models.FileField(max_length=300, blank=True)  # the received bytes, until checked
+    size = models.BigIntegerField(default=0)
+    weights = models.FileField(max_length=300, blank=True)  # the rebuilt checkpoint
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"session {self.session_id} upload {self.uid}"
 
 
 class WeightsUpload(models.Model):

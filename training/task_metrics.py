@@ -10,7 +10,11 @@ loss names (``box_loss``, ``seg_loss``, ``pose_loss``, ``angle_loss``, ``loss``,
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from training.models import Dataset
 
@@ -75,3 +79,48 @@ def series_figures(task: str, metrics: dict[str, float]) -> dict[str, float]:
     """The figures of an epoch's ``metrics`` that ``YoloModel.epoch_series`` keeps."""
     keys = (*SERIES.get(task, BOX_SERIES), main_loss(task).key)
     return {key: metrics[key] for key in keys if key in metrics}
+
+
+# ultralytics' validation metrics -> the names the platform stores with each epoch
+# (training.task_metrics). Box metrics end in (B) for every box task (rotated boxes for
+# obb), mask metrics in (M) for segment, keypoint metrics in (P) for pose; classify
+# reports top-1 and top-5 accuracy (ultralytics.utils.metrics, each class's ``keys``).
+_MEASURES = {"precision": "precision", "recall": "recall", "mAP50": "map50", "mAP50-95": "map50_95"}
+_KINDS = {"B": "", "M": "mask_", "P": "pose_"}
+METRIC_NAMES = {
+    **{
+        f"metrics/{measure}({kind})": f"{prefix}{name}"
+        for kind, prefix in _KINDS.items()
+        for measure, name in _MEASURES.items()
+    },
+    "metrics/accuracy_top1": "top1",
+    "metrics/accuracy_top5": "top5",
+    "lr/pg0": "lr",
+    "lr": "lr",  # ultralytics' platform callback sends the first group's rate as "lr"
+}
+# Losses are named by the task's criterion (ultralytics.utils.loss: box_loss, seg_loss,
+# pose_loss, kobj_loss, angle_loss, cls_loss, dfl_loss or l1_loss, ...; classify's is
+# "loss"), as "train/<name>" and "val/<name>"; they are stored as train_<name>, val_<name>.
+LOSS_KEY = re.compile(r"^(train|val)/([a-z0-9_]+)$")
+
+
+def stored_name(key: str) -> str | None:
+    """The stored name of one of ultralytics' metric or loss keys; None for others."""
+    loss = LOSS_KEY.match(key)
+    return f"{loss.group(1)}_{loss.group(2)}" if loss else METRIC_NAMES.get(key)
+
+
+def stored_metrics(raw: Mapping[str, Any]) -> dict[str, float]:
+    """An epoch's losses and metrics under stable names (whatever the task): what the
+    cloud runner and remote runs both store; values that are not finite numbers become 0."""
+    metrics: dict[str, float] = {}
+    for key, value in raw.items():
+        name = stored_name(key)
+        if name is None or isinstance(value, (bool, str)):
+            continue
+        try:
+            number = 0.0 if value is None else float(value)  # a remote run sends None for NaN
+        except (TypeError, ValueError):
+            continue
+        metrics[name] = number if math.isfinite(number) else 0.0
+    return metrics

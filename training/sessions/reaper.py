@@ -55,7 +55,7 @@ def reap_stale_sessions() -> int:
     claims = [
         _Claim(pk, status, worker_id, attempts, claimed_at, heartbeat_at, f"train.{slug}")
         for pk, status, worker_id, attempts, claimed_at, heartbeat_at, slug in TrainingSession.objects.filter(
-            status__in=WORKER_OWNED, heartbeat_at__lt=max(stale, quiet)
+            status__in=WORKER_OWNED, heartbeat_at__lt=max(stale, quiet), remote=False
         ).values_list("pk", "status", "worker_id", "attempts", "claimed_at", "heartbeat_at", "instance_type__slug")
         if claimed_at is not None and heartbeat_at is not None  # claim sets both
     ]

@@ -65,7 +65,7 @@ def _create_session(
     try:
         with transaction.atomic():
             account = billing.lock_account(user.pk)  # serializes Starts of one account
-            active = TrainingSession.objects.filter(owner=user, status__in=ACTIVE).count()
+            active = TrainingSession.objects.filter(owner=user, status__in=ACTIVE, remote=False).count()
             if active >= account.concurrent_session_limit:
                 raise StartRefused(
                     "Another training session is active on your account. Stop it or wait for it to finish."
@@ -99,6 +99,13 @@ def _create_session(
 
 
 def check_startable(model: YoloModel, instance_type: InstanceType) -> None:
+    if model.sessions.filter(remote=True, status__in=ACTIVE).exists():
+        raise StartRefused("This model is training on your hardware now. Stop that run first.")
+    if model.dataset.status == Dataset.Status.ON_MACHINE:
+        raise StartRefused(
+            "This model's dataset is on your machine, not here: keep training it there, or upload the "
+            "dataset and train a model of it in the cloud."
+        )
     if model.dataset.status != Dataset.Status.READY:
         raise StartRefused("The model's dataset is not ready: it must pass validation first.")
     if not instance_type.active:

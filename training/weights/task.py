@@ -102,13 +102,21 @@ def run_weights_check(upload_id: int) -> str | None:
 
 
 def _check(upload: WeightsUpload) -> CheckedWeights:
-    from training.yolo.checkpoints import CheckpointRefused, sanitise  # only here: it imports torch
-
     if not upload.upload.name:
         raise WeightsRefused("The uploaded file is missing. Upload it again.")
+    return check_stored_weights(upload.upload.name, weights_key(upload))
+
+
+def check_stored_weights(received_key: str, target_key: str) -> CheckedWeights:
+    """Read the stored file ``received_key`` with the safe reader and store the
+    checkpoint it rebuilt at ``target_key``. Raises WeightsRefused, saying why, for a
+    file that is not weights of an architecture this site trains. Light workers only:
+    it loads torch. Remote training's uploads go through here too (``training.remote``)."""
+    from training.yolo.checkpoints import CheckpointRefused, sanitise  # only here: it imports torch
+
     with tempfile.TemporaryDirectory(prefix="hubsite-weights-") as work:
         received = Path(work) / "upload.pt"
-        with default_storage.open(upload.upload.name, "rb") as source, received.open("wb") as sink:
+        with default_storage.open(received_key, "rb") as source, received.open("wb") as sink:
             shutil.copyfileobj(source, sink, 1024 * 1024)
         rebuilt = Path(work) / "weights.pt"
         try:
@@ -121,7 +129,7 @@ def _check(upload: WeightsUpload) -> CheckedWeights:
                 f"{facts.architecture} models."
             )
         with rebuilt.open("rb") as handle:
-            key = storage_put(weights_key(upload), handle)
+            key = storage_put(target_key, handle)
     return CheckedWeights(key, facts.task, facts.architecture, facts.class_names)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from ultralytics import YOLO  # type: ignore[attr-defined]
 
-from training.yolo.trainer import METRIC_NAMES, disable_settings_sync
+from training.task_metrics import METRIC_NAMES
+from training.yolo.trainer import disable_settings_sync
 
 CURVE_POINTS = 101
 # ultralytics draws the first three validation batches: labels (ground truth) and predictions.

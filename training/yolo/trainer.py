@@ -3,9 +3,7 @@ reading its metrics: everything the runner needs from ultralytics and torch."""
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,8 @@ import torch
 from django.conf import settings
 from ultralytics import YOLO  # type: ignore[attr-defined]
 from ultralytics import settings as ultralytics_settings
+
+from training import task_metrics
 
 # The trainer events the platform hooks, in the order ultralytics fires them.
 CALLBACK_EVENTS = (
@@ -24,27 +24,6 @@ CALLBACK_EVENTS = (
     "on_model_save",
     "on_fit_epoch_end",
 )
-
-# ultralytics' validation metrics -> the names the platform stores with each epoch
-# (training.task_metrics). Box metrics end in (B) for every box task (rotated boxes for
-# obb), mask metrics in (M) for segment, keypoint metrics in (P) for pose; classify
-# reports top-1 and top-5 accuracy (ultralytics.utils.metrics, each class's ``keys``).
-_MEASURES = {"precision": "precision", "recall": "recall", "mAP50": "map50", "mAP50-95": "map50_95"}
-_KINDS = {"B": "", "M": "mask_", "P": "pose_"}
-METRIC_NAMES = {
-    **{
-        f"metrics/{measure}({kind})": f"{prefix}{name}"
-        for kind, prefix in _KINDS.items()
-        for measure, name in _MEASURES.items()
-    },
-    "metrics/accuracy_top1": "top1",
-    "metrics/accuracy_top5": "top5",
-    "lr/pg0": "lr",
-}
-# Losses are named by the task's criterion (ultralytics.utils.loss: box_loss, seg_loss,
-# pose_loss, kobj_loss, angle_loss, cls_loss, dfl_loss or l1_loss, ...; classify's is
-# "loss"), as "train/<name>" and "val/<name>"; they are stored as train_<name>, val_<name>.
-LOSS_KEY = re.compile(r"^(train|val)/([a-z0-9_]+)$")
 
 
 def build(weights: Path | str, callbacks: object) -> Any:
@@ -85,14 +64,7 @@ def epoch_metrics(trainer: Any) -> dict[str, float]:
         **(trainer.metrics or {}),
         **(trainer.lr or {}),
     }
-    metrics: dict[str, float] = {}
-    for key, value in raw.items():
-        loss = LOSS_KEY.match(key)
-        name = f"{loss.group(1)}_{loss.group(2)}" if loss else METRIC_NAMES.get(key)
-        if name is not None:
-            number = float(value)
-            metrics[name] = number if math.isfinite(number) else 0.0
-    return metrics
+    return task_metrics.stored_metrics(raw)
 
 
 def platform_arguments(data_yaml: Path, save_dir: Path, time_left_seconds: int | None) -> dict[str, Any]:
