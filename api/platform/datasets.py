@@ -21,41 +21,25 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from api.keys import find_key
-from api.throttle import PerKeyThrottle
+from api.platform.protocol import error, key_owner, refusal
 from training.datasets.ndjson import archive_version, image_bytes, ndjson_lines
 from training.datasets.uri import find_owned_dataset
 from training.models import Dataset
+from training.remote.errors import RemoteRefused
 
 NDJSON_SALT = "api.platform.datasets.ndjson"
 IMAGE_SALT = "api.platform.datasets.image"
 NOT_FOUND = "No such dataset, or it is not yours."
 
 
-def error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": message, "code": code, "message": message}, status=status)
-
-
 @require_GET
 def export(request: HttpRequest, owner: str, slug: str) -> HttpResponseBase:
     """``{"downloadUrl": ...}``: the signed URL of the dataset's NDJSON."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    api_key = find_key(token.strip()) if scheme.lower() == "bearer" else None
-    if api_key is None:
-        response = error(401, "unauthenticated", "Send a live API key as 'Authorization: Bearer <key>'.")
-        response["WWW-Authenticate"] = "Bearer"
-        return response
-    if not api_key.allows("read"):
-        return error(403, "scope_missing", "This key lacks the 'read' scope.")
-    request.auth = api_key  # type: ignore[attr-defined]  # what the per-key rate limit counts
-    throttle = PerKeyThrottle()
-    if not throttle.allow_request(request):
-        wait = int(throttle.wait() or 1)
-        response = error(429, "rate_limited", f"Too many requests with this key; retry in {wait} s.")
-        response["Retry-After"] = str(wait)
-        return response
-    dataset = find_owned_dataset(api_key.owner, owner, slug)
+    try:
+        requester = key_owner(request, "read")
+    except RemoteRefused as refused:
+        return refusal(refused)
+    dataset = find_owned_dataset(requester, owner, slug)
     if dataset is None:
         return error(404, "not_found", NOT_FOUND)
     if dataset.status != Dataset.Status.READY or not dataset.archive.name:

@@ -1,9 +1,6 @@
 """The server side of ultralytics' platform callbacks (remote training): the paths the
-client posts to, authenticated by a personal API key with the ``train`` scope. Errors
-are ``{"error": message, "code": ..., "message": ...}``: the client reads ``error``.
-
-A 401 makes the client stop sending for the rest of the run, so it is only for a
-missing, revoked or unknown key."""
+client posts to, authenticated by a personal API key with the ``train`` scope, errors in
+the protocol's shape (``protocol.py``)."""
 
 from __future__ import annotations
 
@@ -18,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from api.keys import find_key
+from api.platform.protocol import error, key_owner, refusal
 from hubsite.models import User
 from training.models import TrainingSession
 from training.remote import console, runs, uploads
@@ -36,24 +33,6 @@ EVENTS = frozenset(
         "training_failed",
     }
 )
-
-
-def _error(status: int, code: str, message: str) -> JsonResponse:
-    response = JsonResponse({"error": message, "code": code, "message": message}, status=status)
-    if status == 401:
-        response["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-def _owner(request: HttpRequest) -> User:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    api_key = find_key(token.strip()) if scheme.lower() == "bearer" else None
-    if api_key is None:
-        raise RemoteRefused(401, "unauthenticated", "Send a live API key as 'Authorization: Bearer <key>'.")
-    if not api_key.allows("train"):
-        raise RemoteRefused(403, "scope_missing", "This key lacks the 'train' scope.")
-    return api_key.owner
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
@@ -82,7 +61,7 @@ def _protocol(view: Callable[[HttpRequest], dict[str, Any]]) -> Callable[[HttpRe
         try:
             return JsonResponse(view(request))
         except RemoteRefused as refused:
-            return _error(refused.status, refused.code, refused.message)
+            return refusal(refused)
 
     wrapped.__name__ = view.__name__
     wrapped.__doc__ = view.__doc__
@@ -92,7 +71,7 @@ def _protocol(view: Callable[[HttpRequest], dict[str, Any]]) -> Callable[[HttpRe
 @_protocol
 def training_metrics(request: HttpRequest) -> dict[str, Any]:
     """``POST /api/webhooks/training/metrics``: one training event."""
-    owner = _owner(request)
+    owner = key_owner(request, "train")
     body = _json_body(request)
     event, data = body.get("event"), body.get("data")
     if event not in EVENTS:
@@ -149,7 +128,7 @@ def _handle(event: str, session: TrainingSession, data: dict[str, Any]) -> None:
 @_protocol
 def model_upload(request: HttpRequest) -> dict[str, Any]:
     """``POST /api/webhooks/models/upload``: a signed URL to PUT one checkpoint to."""
-    owner = _owner(request)
+    owner = key_owner(request, "train")
     body = _json_body(request)
     model_uid = _text(body, "modelId")
     file_name = _text(body, "filename", max_length=255)
@@ -165,7 +144,7 @@ def model_upload(request: HttpRequest) -> dict[str, Any]:
 def upload_put(request: HttpRequest, token: str) -> JsonResponse:
     """``PUT`` of the checkpoint's bytes to the signed URL (no key: the URL is the proof)."""
     if request.method != "PUT":
-        return _error(405, "method_not_allowed", "PUT the file's bytes to this URL.")
+        return error(405, "method_not_allowed", "PUT the file's bytes to this URL.")
     try:
         upload = uploads.upload_for_token(token)
         length_header = request.headers.get("Content-Length", "")
@@ -173,5 +152,5 @@ def upload_put(request: HttpRequest, token: str) -> JsonResponse:
             raise RemoteRefused(411, "length_required", "Send the file with a Content-Length.")
         uploads.receive(upload, request, int(length_header))
     except RemoteRefused as refused:
-        return _error(refused.status, refused.code, refused.message)
+        return refusal(refused)
     return JsonResponse({"received": True})

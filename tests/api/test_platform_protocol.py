@@ -7,6 +7,7 @@ import io
 import json
 import pickle
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +20,10 @@ from billing.invariants import find_violations
 from billing.models import LedgerLine
 from hubsite.models import User
 from tests.factories import make_ready_dataset
+from tests.training.weights.helpers import write_yolo_checkpoint
+from training.datasets.synthetic import class_names
 from training.datasets.uri import dataset_uri
-from training.models import Dataset, EpochRecord, RemoteUpload, TrainingSession, YoloModel
+from training.models import Dataset, EpochRecord, ModelEvaluation, RemoteUpload, TrainingSession, YoloModel
 from training.remote import uploads
 from training.sessions import request_stop
 
@@ -276,3 +279,27 @@ def test_checkpoint_saved_of_another_run_promotes_nothing(remote: Remote) -> Non
     put(staged["uploadUrl"], io.BytesIO(b"x").getvalue())
     remote.event("checkpoint_saved", {"runId": second["runId"], "modelPath": staged["gcsPath"]}, second["modelId"])
     assert RemoteUpload.objects.get(uid=staged["gcsPath"]).status == "received"
+
+
+@pytest.mark.parametrize("on_our_dataset", [True, False])
+def test_checked_weights_become_the_best_and_are_evaluated_where_the_dataset_is_here(
+    remote: Remote, user: User, tmp_path: Path, on_our_dataset: bool
+) -> None:
+    data_arg = dataset_uri(make_ready_dataset(user, tmp_path)) if on_our_dataset else "/home/me/shapes/data.yaml"
+    reply = remote.start(data_arg)
+    staged = upload_url(remote, reply)
+    checkpoint = write_yolo_checkpoint(tmp_path / "best.pt", names=class_names(3))
+    assert put(staged["uploadUrl"], checkpoint.read_bytes()).status_code == 200
+    remote.event(
+        "training_complete", {"runId": reply["runId"], "results": {"modelPath": staged["gcsPath"]}}, reply["modelId"]
+    )
+    upload = RemoteUpload.objects.get(uid=staged["gcsPath"])
+
+    assert uploads.run_remote_check(upload.pk) == "promoted"
+
+    model = YoloModel.objects.get(uid=reply["modelId"])
+    upload.refresh_from_db()
+    assert model.best_weights.name == upload.weights.name
+    assert default_storage.open(model.best_weights.name or "").read() != checkpoint.read_bytes()  # rebuilt by our code
+    assert not default_storage.exists(f"{model.storage_prefix}/remote/{upload.uid}/upload.pt")
+    assert ModelEvaluation.objects.filter(model=model, status="pending").exists() is on_our_dataset

@@ -21,7 +21,8 @@ from django.db.models import Q
 
 from hubsite.jobs import light_actor, send_on_commit
 from training.datasets import storage_put
-from training.models import RemoteUpload, TrainingSession, YoloModel
+from training.evaluation import evaluate_new_weights
+from training.models import Dataset, RemoteUpload, TrainingSession, YoloModel
 from training.remote.errors import RemoteRefused
 from training.remote.runs import ENDABLE
 from training.weights.task import CHECK_TIME_LIMIT_MS, WeightsRefused, check_stored_weights
@@ -165,6 +166,8 @@ def run_remote_check(upload_id: int) -> str | None:
         if not newer:
             locked.best_weights.name = checked.key
             locked.save(update_fields=["best_weights", "updated_at"])
+            if model.dataset.status == Dataset.Status.READY:  # a ul:// dataset: ours to evaluate on
+                evaluate_new_weights(upload.session_id)
     default_storage.delete(received_key)
     return RemoteUpload.Status.PROMOTED
 
