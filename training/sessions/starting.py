@@ -106,6 +106,13 @@ def check_startable(model: YoloModel, instance_type: InstanceType) -> None:
             "This model's dataset is on your machine, not here: keep training it there, or upload the "
             "dataset and train a model of it in the cloud."
         )
+    if model.sessions.filter(remote=True).exists():
+        # Its epochs were counted on the user's machine and it has no checkpoint of ours to
+        # continue from; its checked best weights can start a new model instead.
+        raise StartRefused(
+            "This model was trained on your hardware, so it continues there (ultralytics' resume=True). "
+            "To train in the cloud, create a new model that starts from this one's best weights."
+        )
     if model.dataset.status != Dataset.Status.READY:
         raise StartRefused("The model's dataset is not ready: it must pass validation first.")
     if not instance_type.active:

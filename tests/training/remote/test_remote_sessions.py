@@ -13,8 +13,9 @@ from django.test import Client
 from django.utils import timezone
 
 from hubsite.models import User
-from tests.factories import cpu_instance, fund, make_model
+from tests.factories import cpu_instance, fund, make_model, make_ready_dataset
 from training import sessions
+from training.datasets.uri import dataset_uri
 from training.models import TrainingSession, YoloModel
 from training.remote import runs
 from training.remote.errors import RemoteRefused
@@ -120,3 +121,16 @@ def test_a_model_of_a_dataset_on_your_machine_is_never_started_in_the_cloud(user
     runs.complete_run(session, {"results": {}})
     with pytest.raises(sessions.StartRefused, match="dataset is on your machine"):
         sessions.start_session(user, session.model, sessions.StartRequest(instance_type=cpu_instance()))
+
+
+def test_a_model_trained_remotely_on_a_dataset_here_starts_new_models_instead(
+    user: User, cpu_online: None, tmp_path: Path
+) -> None:
+    fund(user)
+    session = runs.start_run(
+        user, {**START, "trainArgs": {"data": dataset_uri(make_ready_dataset(user, tmp_path))}}, "p", "n", None
+    )
+    runs.complete_run(session, {"results": {}})
+    with pytest.raises(sessions.StartRefused, match="trained on your hardware, so it continues there"):
+        sessions.start_session(user, session.model, sessions.StartRequest(instance_type=cpu_instance()))
+    assert TrainingSession.objects.filter(model=session.model).count() == 1
