@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import add_never_cache_headers
@@ -14,6 +15,7 @@ from api.forms import ApiKeyCreateForm
 from api.keys import create_key, live_keys, revoke_key
 from api.models import ApiKey
 from hubsite.http import AuthenticatedRequest, owned_or_404
+from hubsite.models import User
 
 
 def _list_page(request: AuthenticatedRequest, form: ApiKeyCreateForm, *, status: int = 200) -> HttpResponse:
@@ -35,10 +37,13 @@ def key_list(request: AuthenticatedRequest) -> HttpResponse:
 def key_create(request: AuthenticatedRequest) -> HttpResponse:
     """Make the key and show it on this response only: it is not stored, so the page
     cannot be reloaded or cached to show it again."""
-    form = ApiKeyCreateForm(request.POST, owner=request.user)
-    if not form.is_valid():
-        return _list_page(request, form, status=400)
-    api_key, key = create_key(request.user, form.cleaned_data["name"], form.cleaned_data["scopes"])
+    with transaction.atomic():
+        # One creation at a time per user, so two at once cannot both pass the key limit.
+        User.objects.select_for_update().get(pk=request.user.pk)
+        form = ApiKeyCreateForm(request.POST, owner=request.user)
+        if not form.is_valid():
+            return _list_page(request, form, status=400)
+        api_key, key = create_key(request.user, form.cleaned_data["name"], form.cleaned_data["scopes"])
     response = render(request, "api/key_created.html", {"api_key": api_key, "key": key, "site_url": settings.SITE_URL})
     add_never_cache_headers(response)
     return response
