@@ -9,12 +9,13 @@ from typing import Any, Literal
 
 from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from api.auth import BILLING, TRAIN, owner_of
 from api.errors import ApiError
 from api.form_errors import invalid
 from api.lookups import MAX_ID, owned_model
+from api.pagination import Pages
 from api.schemas import LazyPage, SessionOut, session_out
 from billing import reports
 from billing.money import format_usd
@@ -135,7 +136,7 @@ class CostReportOut(Schema):
 
 
 @router.get("", response=list[ModelSummaryOut], summary="Your models, newest first")
-@paginate(LimitOffsetPagination)
+@paginate(Pages)
 def list_models(request: HttpRequest) -> LazyPage[YoloModel, ModelSummaryOut]:
     found = YoloModel.objects.filter(owner=owner_of(request)).select_related("dataset")
     return LazyPage(found.order_by("-created_at", "-pk"), summary_out)

@@ -13,13 +13,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from api.auth import TRAIN, owner_of
 from api.errors import ApiError
 from api.form_errors import invalid
 from api.lookups import MAX_ID, owned_model, owned_session
 from api.models import StartRequestRecord
+from api.pagination import Pages
 from api.schemas import LazyPage, SessionOut, session_out
 from billing import services as billing
 from billing.money import format_usd
@@ -31,7 +32,7 @@ from training.presence import live_queues
 from training.views.panels import latest_session
 
 router = Router(tags=["Sessions"])
-instance_types_router = Router(tags=["Sessions"])
+instance_types_router = Router(tags=["Instance types"])
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 200
@@ -99,7 +100,7 @@ def list_instance_types(request: HttpRequest) -> list[InstanceTypeOut]:
 
 
 @router.get("", response=list[SessionOut], summary="Your sessions, newest first (?model_id= for one model's)")
-@paginate(LimitOffsetPagination)
+@paginate(Pages)
 def list_sessions(
     request: HttpRequest,
     model_id: int | None = Query(None, ge=1, le=MAX_ID),  # type: ignore[type-arg]
