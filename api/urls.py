@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, reverse
 
 from api.platform import urls as platform_urls
 from api.v1 import api
@@ -33,12 +33,23 @@ def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[...,
     return wrapped
 
 
+def _index(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+    """``/api/v1/``: where the docs and the schema are (ninja's own root is an HTML 404)."""
+    return JsonResponse(
+        {
+            "docs": request.build_absolute_uri(reverse("api-v1:openapi-view")),
+            "openapi": request.build_absolute_uri(reverse("api-v1:openapi-json")),
+        }
+    )
+
+
 def _api_views(patterns: list[URLPattern | URLResolver]) -> list[URLPattern | URLResolver]:
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
             _api_views(pattern.url_patterns)
-        else:
-            pattern.callback = login_not_required(_json_method_not_allowed(pattern.callback))
+            continue
+        view = _index if pattern.name == "api-root" else pattern.callback
+        pattern.callback = login_not_required(_json_method_not_allowed(view))
     return patterns
 
 

@@ -116,14 +116,38 @@ def _dummy_kwargs(pattern: URLPattern) -> dict[str, object]:
     }
 
 
+# The API's index, schema and docs page, open to all.
+API_DOCS = {"api-v1:api-root", "api-v1:openapi-json", "api-v1:openapi-view"}
+
+
+def _urls() -> list[tuple[str, str]]:
+    return [(name, reverse(name, kwargs=_dummy_kwargs(pattern))) for name, pattern in _named_patterns(get_resolver())]
+
+
 def test_every_private_page_redirects_anonymous_users_to_login(client: Client, db: None) -> None:
-    private = [(name, p) for name, p in _named_patterns(get_resolver()) if name not in PUBLIC_URL_NAMES]
+    private = [(name, url) for name, url in _urls() if name not in PUBLIC_URL_NAMES and not url.startswith("/api/")]
     assert len(private) >= 3  # home, logout, password change at least
-    for name, pattern in private:
-        url = reverse(name, kwargs=_dummy_kwargs(pattern))
+    for name, url in private:
         response = client.get(url)
         assert response.status_code == 302, name
         assert response["Location"].startswith(reverse("login")), name
+
+
+def test_every_api_url_refuses_anonymous_users_in_json(client: Client, db: None) -> None:
+    """The API and the platform protocol authenticate by key or signed URL, never by
+    the session: without either they answer a JSON error, never a page or a redirect."""
+    doors = [(name, url) for name, url in _urls() if url.startswith("/api/") and name not in API_DOCS]
+    assert len(doors) >= 20
+    for name, url in doors:
+        response = client.get(url)
+        assert response.status_code in (401, 403, 404, 405), name
+        assert response["Content-Type"].startswith("application/json"), name
+        assert response.json()["code"], name
+
+
+@pytest.mark.parametrize("name", sorted(API_DOCS))
+def test_the_api_docs_are_open(client: Client, db: None, name: str) -> None:
+    assert client.get(reverse(name)).status_code == 200
 
 
 @pytest.mark.parametrize("name", sorted(PUBLIC_URL_NAMES - NOT_PAGES))
