@@ -27,9 +27,11 @@ from training.remote import uploads
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TRAIN_SCRIPT = """
-import sys
-from ultralytics import YOLO
+import os, sys
+from ultralytics import YOLO, settings
 
+# ultralytics puts runs beside the git checkout its package sits in (here: the site's).
+settings.update(runs_dir=os.path.join(os.getcwd(), "runs"))
 YOLO("yolo11n.yaml").train(
     data=sys.argv[1], epochs=int(sys.argv[2]), imgsz=64, batch=8, project="remote-test", name="exp",
     workers=0, device="cpu", plots=False, exist_ok=True, val=True, amp=False, seed=0,
@@ -56,8 +58,9 @@ def child_environment(key: str, url: str, folder: Path) -> dict[str, str]:
     }
     config = folder / "yolo-config"
     fonts = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics"
-    if fonts.exists():
-        shutil.copytree(fonts, config / "Ultralytics")
+    (config / "Ultralytics").mkdir(parents=True)
+    for font in fonts.glob("*.ttf"):  # not settings.json: its runs_dir is the site's checkout
+        shutil.copy(font, config / "Ultralytics" / font.name)
     environment.update(
         ULTRALYTICS_API_KEY=key,
         ULTRALYTICS_PLATFORM_URL=url,
