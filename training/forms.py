@@ -20,7 +20,7 @@ from training import catalogue
 from training.datasets import human_bytes, upload_too_large_message
 from training.models import Dataset, InstanceType, TrainingSession, YoloModel
 from training.sessions import StartRequest
-from training.weights import StartWeights, has_local_weights, start_options, weights_path
+from training.weights import StartWeights, create_model, has_local_weights, start_options, weights_path
 
 NAME_HELP = "Up to 100 characters."
 
@@ -273,6 +273,19 @@ class ModelCreateForm(forms.Form):
                 else:
                     self.add_error("custom_args", f"{key}: {message}")
         return cleaned
+
+    def create_model(self) -> YoloModel:
+        """The model this valid form describes (``StartWeightsGone`` when the chosen
+        start weights went away since the form was shown)."""
+        return create_model(
+            self.owner,
+            start=self.cleaned_data.get("start"),
+            name=self.cleaned_data["name"],
+            dataset=self.cleaned_data["dataset"],
+            architecture=self.cleaned_data["architecture"],
+            pretrained=self.cleaned_data["pretrained"],
+            train_args=self.cleaned_data["train_args"],
+        )
 
 
 class WeightsUploadLimitHandler(UploadLimitHandler):

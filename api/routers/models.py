@@ -27,7 +27,7 @@ from training.filenames import download_filename
 from training.forms import ModelCreateForm
 from training.models import EpochRecord, Export, TrainingSession, YoloModel
 from training.views.downloads import stream_file
-from training.weights import StartWeightsGone, create_model, has_local_weights
+from training.weights import StartWeightsGone, has_local_weights
 
 router = Router(tags=["Models"])
 
@@ -156,15 +156,7 @@ def create(request: HttpRequest, body: ModelIn) -> Status[ModelOut]:
     if not form.is_valid():
         raise _form_invalid(form.errors.get_json_data())
     try:
-        model = create_model(
-            owner,
-            start=form.cleaned_data.get("start"),
-            name=form.cleaned_data["name"],
-            dataset=form.cleaned_data["dataset"],
-            architecture=form.cleaned_data["architecture"],
-            pretrained=form.cleaned_data["pretrained"],
-            train_args=form.cleaned_data["train_args"],
-        )
+        model = form.create_model()
     except StartWeightsGone as gone:
         raise _form_invalid({"start_from": [{"message": str(gone)}]}) from gone
     return Status(201, model_out(model))

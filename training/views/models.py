@@ -23,7 +23,7 @@ from training.views.artifacts import artifacts_tab_context
 from training.views.downloads import stream_file
 from training.views.evaluation import evaluation_tab_context
 from training.views.predict import predict_tab_context
-from training.weights import StartWeightsGone, create_model
+from training.weights import StartWeightsGone
 
 MODEL_TABS = ("train", "metrics", "evaluation", "predict", "configuration", "billing", "artifacts")
 WEIGHT_KINDS = ("best", "last")
@@ -54,15 +54,7 @@ def model_create(request: AuthenticatedRequest) -> HttpResponse:
         form = ModelCreateForm(request.POST, owner=owner)
         if form.is_valid():
             try:
-                model = create_model(
-                    owner,
-                    start=form.cleaned_data.get("start"),
-                    name=form.cleaned_data["name"],
-                    dataset=form.cleaned_data["dataset"],
-                    architecture=form.cleaned_data["architecture"],
-                    pretrained=form.cleaned_data["pretrained"],
-                    train_args=form.cleaned_data["train_args"],
-                )
+                model = form.create_model()
             except StartWeightsGone as gone:
                 form.add_error("start_from", str(gone))
             else:
