@@ -24,8 +24,15 @@ class Account(models.Model):
     balance_micros = models.BigIntegerField(default=0)
     held_micros = models.BigIntegerField(default=0)
     concurrent_session_limit = models.PositiveSmallIntegerField(
-        default=1, help_text="How many training sessions this account may run at the same time."
+        default=1,
+        help_text="How many training sessions this account may run at the same time (when plans are off; "
+        "with plans on, the plan's limit applies).",
     )
+    # The user's own limit on what training may spend in a calendar month (UTC); None: no limit.
+    # Enforced under this row's lock by every hold and prepayment (docs/billing.md, "Spending caps").
+    monthly_spending_cap_micros = models.PositiveBigIntegerField(null=True, blank=True)
+    # The Stripe Customer of this account's subscriptions, created on the first upgrade.
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -203,6 +210,7 @@ class CheckoutSession(models.Model):
     class Purpose(models.TextChoices):
         TOP_UP = "top_up", "Top-up"
         TIMED_PAY_NOW = "timed_pay_now", "Timed training, paid now"
+        SUBSCRIPTION = "subscription", "Plan subscription"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"  # waiting for the customer on Stripe's page
@@ -242,6 +250,11 @@ class CheckoutSession(models.Model):
     training_session = models.ForeignKey(
         "training.TrainingSession", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Subscription: the plan bought, and Stripe's subscription once the Checkout completes.
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    stripe_subscription_id = models.CharField(max_length=255, blank=True)
+    # Stripe's receipt of the card payment (a charge's receipt_url), for the Billing page.
+    receipt_url = models.URLField(max_length=2000, blank=True)
     # Why a paid Pay Now could not start (the money stays on the balance), or why
     # creating the session failed.
     note = models.CharField(max_length=500, blank=True)
@@ -306,3 +319,137 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.stripe_id} ({self.status})"
+
+
+# --- Plans and subscriptions (billing/plans.py, billing/stripe/subscriptions.py) --------------
+
+
+class Plan(models.Model):
+    """What a user may do, and its monthly price. Staff edit plans in the admin; with
+    ``PLANS_ENABLED`` off none applies and everyone may train."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=60)
+    description = models.CharField(max_length=300, blank=True)
+    monthly_price_cents = models.PositiveIntegerField(default=0, help_text="0 for a free plan.")
+    currency = models.CharField(max_length=3, default="usd")
+    allows_cloud_training = models.BooleanField(default=False)
+    concurrent_sessions = models.PositiveSmallIntegerField(
+        default=1, help_text="Cloud Training sessions that may run at the same time."
+    )
+    storage_quota_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Datasets and weights stored, in bytes; empty: unlimited."
+    )
+    instance_types = models.ManyToManyField(
+        "training.InstanceType", blank=True, related_name="+", help_text="Empty: every instance type offered."
+    )
+    trial_days = models.PositiveSmallIntegerField(default=0, help_text="Free days before the first payment.")
+    is_default = models.BooleanField(
+        default=False, help_text="The plan of every user without a subscription or a grant (exactly one)."
+    )
+    is_public = models.BooleanField(default=True, help_text="Offered on the Plans page.")
+    display_order = models.PositiveSmallIntegerField(default=0)
+    # Stripe's recurring Price for this plan: set by staff for real Stripe, or created on
+    # the first upgrade (the emulator). Changing the price wants a new Stripe Price.
+    stripe_price_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["display_order", "monthly_price_cents", "id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_plan"),
+            models.CheckConstraint(
+                condition=Q(is_default=False) | Q(monthly_price_cents=0), name="default_plan_is_free"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_paid(self) -> bool:
+        return self.monthly_price_cents > 0
+
+
+class Subscription(models.Model):
+    """Our copy of a Stripe subscription. Written only from verified webhook events and
+    reconciliation (billing/stripe/subscriptions.py), never from a user's request."""
+
+    class Status(models.TextChoices):
+        INCOMPLETE = "incomplete", "Incomplete"
+        INCOMPLETE_EXPIRED = "incomplete_expired", "Incomplete, expired"
+        TRIALING = "trialing", "Trial"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Payment overdue"
+        UNPAID = "unpaid", "Unpaid"
+        CANCELED = "canceled", "Canceled"
+        PAUSED = "paused", "Paused"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    stripe_subscription_id = models.CharField(max_length=255, unique=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    trial_end = models.DateTimeField(null=True, blank=True)
+    # When it first became past_due (cleared when paid): the grace period counts from here.
+    past_due_since = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Stripe's ``created`` of the event last applied: an older event never overwrites a newer state.
+    last_event_created = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.plan} subscription {self.stripe_subscription_id} ({self.status})"
+
+
+class PlanGrant(models.Model):
+    """A plan given by hand by staff (append-only: the newest row of an account is in
+    force; a row without a plan ends the grant). Overrides any subscription."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="plan_grants")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    until = models.DateTimeField(null=True, blank=True, help_text="Empty: until revoked.")
+    reason = models.CharField(max_length=500)
+    # The staff user; None for a management command (seed_demo) or a deleted staff account.
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.plan or 'no plan'} granted to {self.account_id}"
+
+
+class Invoice(models.Model):
+    """A subscription invoice as Stripe last told us (webhooks), with its hosted page."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="invoices")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.SET_NULL, null=True, blank=True, related_name="invoices"
+    )
+    stripe_invoice_id = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=20)  # Stripe's: draft, open, paid, uncollectible, void
+    amount_due_cents = models.PositiveIntegerField(default=0)
+    amount_paid_cents = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="usd")
+    hosted_invoice_url = models.URLField(max_length=2000, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    stripe_created = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-stripe_created", "-id"]
+
+    def __str__(self) -> str:
+        return f"invoice {self.stripe_invoice_id} ({self.status})"

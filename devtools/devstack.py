@@ -479,6 +479,11 @@ def ensure_stripe_emulator(running: Stack, data_dir: Path) -> None:
                         "charge.refunded",
                         "charge.dispute.created",
                         "charge.dispute.closed",
+                        "customer.subscription.created",
+                        "customer.subscription.updated",
+                        "customer.subscription.deleted",
+                        "invoice.paid",
+                        "invoice.payment_failed",
                     )
                 ],
             ]

@@ -310,6 +310,12 @@ BILLING_LEDGER_PAGE_SIZE = env_int("BILLING_LEDGER_PAGE_SIZE", 50, minimum=1)
 BILLING_HOLD_STEP_SECONDS = env_int("BILLING_HOLD_STEP_SECONDS", 60, minimum=1)
 BILLING_LEDGER_CHECK_INTERVAL_SECONDS = env_int("BILLING_LEDGER_CHECK_INTERVAL_SECONDS", 600, minimum=0)
 
+# Plans (docs/plans.md): off, everyone may train as before; on, each user has the plan of
+# their subscription, a staff grant or the default one. A failed renewal keeps the plan
+# this many days (past_due), then Cloud Training is refused until the invoice is paid.
+PLANS_ENABLED = env_bool("PLANS_ENABLED", default=True)
+PLANS_PAST_DUE_GRACE_DAYS = env_int("PLANS_PAST_DUE_GRACE_DAYS", 7, minimum=0)
+
 # HTTPS and cookies. Production sits behind TLS; a proxy that terminates it must
 # set X-Forwarded-Proto.
 if PRODUCTION:

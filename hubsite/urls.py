@@ -21,6 +21,7 @@ urlpatterns = [
     path("account/api-keys/", include("api.page_urls")),
     path("billing/stripe/", include("billing.stripe.urls")),
     path("billing/", include("billing.urls")),
+    path("plans/", include("billing.plans.urls")),
     path("", include("training.urls")),
     path("admin/login/", refuse_after_login_failures(admin.site.login)),  # the admin's login, same limits
     path("admin/", admin.site.urls),

@@ -28,6 +28,16 @@ from tests.helpers import BASE_DIR, FAST_WORKER_ENV, WorkerFactory, database_url
 from training.models import YoloModel
 from training.presence import announce, live_queues
 
+# --- plans -------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _plans_only_where_asked(request: pytest.FixtureRequest, settings: SettingsWrapper) -> None:
+    """Plans are on in the product; tests of anything else run with them off (everyone
+    may train, as a lab's site would), and ``@pytest.mark.plans`` turns them on."""
+    settings.PLANS_ENABLED = request.node.get_closest_marker("plans") is not None
+
+
 # --- users ---------------------------------------------------------------------------
 
 

@@ -200,6 +200,9 @@ class TrainingSession(models.Model):
     status_detail = models.CharField(max_length=200, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     resume_after_top_up = models.BooleanField(default=False)
+    # The user's limit on what this session may spend (Epochs mode): an epoch whose hold
+    # would pass it does not start and the session stops. None: no limit.
+    spending_cap_micros = models.PositiveBigIntegerField(null=True, blank=True)
     resumed_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     # The cost estimate when the session was created, as the Start form computes it
     # (training/sessions/estimates.py), for the Billing tab to set beside the final cost.

@@ -25,6 +25,11 @@ EVENTS = (
     "charge.refunded",
     "charge.dispute.created",
     "charge.dispute.closed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
 )
 DEAD_URL = "http://127.0.0.1:9/nowhere/"  # the discard port: deliveries there are lost
 
