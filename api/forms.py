@@ -3,6 +3,7 @@ by ``api.keys.create_key``."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
@@ -24,6 +25,8 @@ class ApiKeyCreateForm(forms.Form):
         initial=[ApiKey.Scope.READ],
         error_messages={"required": "Choose at least one scope."},
     )
+    # New with every blank form: a second POST of the same form (a reload) makes no second key.
+    creation_token = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4, required=False)
 
     def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -35,8 +38,16 @@ class ApiKeyCreateForm(forms.Form):
             raise forms.ValidationError("Enter a name.")
         return name
 
+    def already_created(self) -> ApiKey | None:
+        """The key this very form made before (the page was reloaded), if any."""
+        if self.cleaned_data.get("creation_token") is None:
+            return None
+        return ApiKey.objects.filter(owner=self.owner, creation_token=self.cleaned_data["creation_token"]).first()
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        if self.already_created() is not None:
+            return cleaned
         limit: int = settings.API_KEYS_PER_USER
         if ApiKey.objects.filter(owner=self.owner, revoked_at=None).count() >= limit:
             raise forms.ValidationError(key_limit_message(limit), code="too_many_keys")

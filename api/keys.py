@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -22,14 +23,21 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(owner: User, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
+def create_key(
+    owner: User, name: str, scopes: Iterable[str], *, creation_token: uuid.UUID | None = None
+) -> tuple[ApiKey, str]:
     """A new key for ``owner``; the second value is the key itself, never stored."""
     chosen = [scope for scope in ALL_SCOPES if scope in set(scopes)]
     if not chosen:
         raise ValueError("A key needs at least one scope.")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
-        owner=owner, name=name.strip()[:100], prefix=key[:12], key_hash=hash_key(key), scopes=chosen
+        owner=owner,
+        name=name.strip()[:100],
+        prefix=key[:12],
+        key_hash=hash_key(key),
+        scopes=chosen,
+        creation_token=creation_token,
     )
     return api_key, key
 

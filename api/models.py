@@ -24,10 +24,16 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The create form's one-time token: a reloaded or repeated POST finds this key
+    # instead of making a second one (the key itself cannot be shown again).
+    creation_token = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering: ClassVar = ["-created_at"]
         indexes: ClassVar = [models.Index(fields=["owner", "-created_at"])]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["owner", "creation_token"], name="one_key_per_creation_token"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

@@ -43,7 +43,16 @@ def key_create(request: AuthenticatedRequest) -> HttpResponse:
         form = ApiKeyCreateForm(request.POST, owner=request.user)
         if not form.is_valid():
             return _list_page(request, form, status=400)
-        api_key, key = create_key(request.user, form.cleaned_data["name"], form.cleaned_data["scopes"])
+        existing = form.already_created()
+        if existing is not None:
+            context = {"api_key": existing, "key": None, "site_url": settings.SITE_URL}
+            return render(request, "api/key_created.html", context)
+        api_key, key = create_key(
+            request.user,
+            form.cleaned_data["name"],
+            form.cleaned_data["scopes"],
+            creation_token=form.cleaned_data["creation_token"],
+        )
     response = render(request, "api/key_created.html", {"api_key": api_key, "key": key, "site_url": settings.SITE_URL})
     add_never_cache_headers(response)
     return response

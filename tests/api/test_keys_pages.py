@@ -49,6 +49,28 @@ def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(owner_client: Client,
     assert KeyClient(key).get("/api/v1/me").status_code == 200
 
 
+def test_reloading_the_new_key_page_makes_no_second_key(owner_client: Client, user: User) -> None:
+    form_page = owner_client.get("/account/api-keys/").content.decode()
+    token = re.search(r'name="creation_token" value="([0-9a-f-]{36})"', form_page)
+    assert token is not None
+    data = {"name": "ci", "scopes": ["read"], "creation_token": token.group(1)}
+    first = owner_client.post("/account/api-keys/new", data)
+    assert KEY.search(first.content.decode()) is not None
+
+    again = owner_client.post("/account/api-keys/new", data)  # the browser's "resend the form?"
+
+    page = again.content.decode()
+    assert again.status_code == 200
+    assert KEY.search(page) is None
+    assert "No second key was made" in page
+    assert ApiKey.objects.filter(owner=user).count() == 1
+    fresh = re.search(
+        r'name="creation_token" value="([0-9a-f-]{36})"', owner_client.get("/account/api-keys/").content.decode()
+    )
+    assert fresh is not None
+    assert fresh.group(1) != token.group(1)
+
+
 def test_the_key_page_is_never_cached_and_warns(owner_client: Client) -> None:
     response = owner_client.post("/account/api-keys/new", {"name": "ci", "scopes": ["read"]})
     assert "no-store" in response["Cache-Control"]
