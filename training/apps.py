@@ -13,6 +13,7 @@ class TrainingConfig(AppConfig):
         from training.datasets.task import give_up_lost_validations
         from training.evaluation import give_up_lost_evaluations
         from training.remote.silence import end_silent_sessions
+        from training.remote.uploads import give_up_lost_remote_checks
         from training.sessions import reap_stale_sessions, resume_paused_after_top_up
         from training.weights.task import give_up_lost_checks
 
@@ -27,3 +28,4 @@ class TrainingConfig(AppConfig):
         register_periodic("training.give_up_lost_checks", give_up_lost_checks, every=lambda: 300)
         register_periodic("training.give_up_lost_evaluations", give_up_lost_evaluations, every=lambda: 300)
         register_periodic("training.end_silent_remote_sessions", end_silent_sessions, every=lambda: 300)
+        register_periodic("training.give_up_lost_remote_checks", give_up_lost_remote_checks, every=lambda: 300)

@@ -18,6 +18,7 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from hubsite.jobs import light_actor, send_on_commit
 from training.datasets import storage_put
@@ -25,7 +26,13 @@ from training.evaluation import evaluate_new_weights
 from training.models import Dataset, RemoteUpload, TrainingSession, YoloModel
 from training.remote.errors import RemoteRefused
 from training.remote.runs import ENDABLE
-from training.weights.task import CHECK_TIME_LIMIT_MS, WeightsRefused, check_stored_weights
+from training.weights.task import (
+    CHECK_TIME_LIMIT_MS,
+    LOST_CHECK_AFTER,
+    LOST_CHECK_MESSAGE,
+    WeightsRefused,
+    check_stored_weights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +120,7 @@ def request_check(session: TrainingSession, model_path: object) -> RemoteUpload 
         return None
     with transaction.atomic():
         moved = RemoteUpload.objects.filter(pk=upload.pk, status=RemoteUpload.Status.RECEIVED).update(
-            status=RemoteUpload.Status.CHECKING
+            status=RemoteUpload.Status.CHECKING, updated_at=timezone.now()
         )
         if moved:
             send_on_commit(check_remote_upload, upload.pk)
@@ -176,3 +183,19 @@ def _refuse(upload: RemoteUpload, error: str) -> None:
     RemoteUpload.objects.filter(pk=upload.pk).update(status=RemoteUpload.Status.REFUSED, error=error, upload="")
     if upload.upload.name:
         default_storage.delete(upload.upload.name)
+
+
+def give_up_lost_remote_checks() -> int:
+    """Refuse uploads whose check was lost with its worker (or ran past its time limit),
+    saying so, and delete their files; returns how many. The model keeps the weights it
+    had. A periodic job on light workers (training/apps.py)."""
+    now = timezone.now()
+    lost = RemoteUpload.objects.filter(status=RemoteUpload.Status.CHECKING, updated_at__lt=now - LOST_CHECK_AFTER)
+    given_up = 0
+    for upload in lost:
+        given_up += RemoteUpload.objects.filter(pk=upload.pk, status=RemoteUpload.Status.CHECKING).update(
+            status=RemoteUpload.Status.REFUSED, error=LOST_CHECK_MESSAGE, upload="", updated_at=now
+        )
+        if upload.upload.name:
+            default_storage.delete(upload.upload.name)
+    return given_up

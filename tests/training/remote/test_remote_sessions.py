@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.test import Client
 from django.utils import timezone
 
@@ -16,11 +18,13 @@ from hubsite.models import User
 from tests.factories import cpu_instance, fund, make_model, make_ready_dataset
 from training import sessions
 from training.datasets.uri import dataset_uri
-from training.models import TrainingSession, YoloModel
+from training.models import RemoteUpload, TrainingSession, YoloModel
 from training.remote import runs
 from training.remote.errors import RemoteRefused
 from training.remote.silence import end_silent_sessions
+from training.remote.uploads import give_up_lost_remote_checks
 from training.sessions import Status
+from training.weights.task import LOST_CHECK_AFTER, LOST_CHECK_MESSAGE
 
 pytestmark = pytest.mark.django_db
 
@@ -134,3 +138,21 @@ def test_a_model_trained_remotely_on_a_dataset_here_starts_new_models_instead(
     with pytest.raises(sessions.StartRefused, match="trained on your hardware, so it continues there"):
         sessions.start_session(user, session.model, sessions.StartRequest(instance_type=cpu_instance()))
     assert TrainingSession.objects.filter(model=session.model).count() == 1
+
+
+def test_an_upload_whose_check_was_lost_is_refused_saying_why_and_its_file_goes(user: User) -> None:
+    session = remote_session(user)
+    lost = RemoteUpload.objects.create(session=session, status=RemoteUpload.Status.CHECKING, file_name="best.pt")
+    lost.upload.name = default_storage.save(f"tests/remote-lost-{lost.uid}.pt", ContentFile(b"weights"))
+    lost.save()
+    checking = RemoteUpload.objects.create(session=session, status=RemoteUpload.Status.CHECKING, file_name="last.pt")
+    RemoteUpload.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - LOST_CHECK_AFTER - timedelta(minutes=1))
+    stored = lost.upload.name
+
+    assert give_up_lost_remote_checks() == 1
+
+    lost.refresh_from_db()
+    assert (lost.status, lost.error, lost.upload.name) == (RemoteUpload.Status.REFUSED, LOST_CHECK_MESSAGE, "")
+    assert not default_storage.exists(stored)
+    assert RemoteUpload.objects.get(pk=checking.pk).status == RemoteUpload.Status.CHECKING
+    assert give_up_lost_remote_checks() == 0
