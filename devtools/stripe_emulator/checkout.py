@@ -12,9 +12,9 @@ What it covers, in the shape Stripe's API has it:
   lets ``/_config/`` through without a key, as Stripe's page needs none): a card
   form. ``4242 4242 4242 4242`` pays; ``4000 0000 0000 0002`` (and Stripe's other
   decline test numbers) is declined and nothing is paid. Paying creates a real
-  localstripe PaymentIntent and Charge, marks the session complete and paid, sends
-  a signed ``checkout.session.completed`` event to every registered webhook and
-  redirects to ``success_url``.
+  localstripe PaymentIntent and Charge (with a ``receipt_url``, see ``receipts``),
+  marks the session complete and paid, sends a signed ``checkout.session.completed``
+  event to every registered webhook and redirects to ``success_url``.
 - ``POST /_config/checkout/sessions/{id}/refund`` (optional ``amount`` in cents):
   refunds a paid session like Stripe's dashboard would and sends ``charge.refunded``.
   A charge with an open or lost dispute cannot be refunded (as in Stripe).
