@@ -5,7 +5,7 @@ What it covers, in the shape Stripe's API has it:
 - ``POST /v1/checkout/sessions`` (mode ``payment``; ``line_items`` with
   ``price_data`` or ``amount``; ``currency``, ``metadata``, ``success_url``,
   ``cancel_url``, ``client_reference_id``, ``expires_at``; honours
-  ``Idempotency-Key``), ``GET /v1/checkout/sessions/{id}``,
+  ``Idempotency-Key``), ``GET /v1/checkout/sessions/{id}`` (``expand[]``),
   ``POST /v1/checkout/sessions/{id}/expire``, ``GET /v1/checkout/sessions``
   (``status``, ``payment_intent``, ``limit``, ``starting_after``).
 - The hosted page at ``/_config/checkout/pay/{id}`` (localstripe's auth middleware
@@ -264,7 +264,10 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def retrieve_session(request: web.Request) -> web.Response:
-    return _json(_get(request.match_info["id"]))
+    """``expand[]`` works as in Stripe (e.g. ``subscription``, ``payment_intent``)."""
+    expand = server.unflatten_data(request.query).get("expand")
+    response: web.Response = server.json_response(_get(request.match_info["id"])._export(expand=expand))
+    return response
 
 
 async def expire_session(request: web.Request) -> web.Response:

@@ -142,6 +142,8 @@ def test_paying_a_subscription_checkout_creates_it_with_its_paid_invoice_and_sen
     assert completed["customer"].startswith("cus_")
     assert completed["subscription"].startswith("sub_")
     assert receiver.events[2]["data"]["object"]["subscription"] == completed["subscription"]
+    expanded = get(stripe_emulator, f"/v1/checkout/sessions/{session['id']}", **{"expand[]": "subscription"})
+    assert expanded["subscription"]["id"] == completed["subscription"]
     customer = get(stripe_emulator, f"/v1/customers/{completed['customer']}")
     assert customer["email"] == "pat@example.com"
 
