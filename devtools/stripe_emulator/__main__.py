@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 from localstripe import resources, server
 
-from devtools.stripe_emulator import checkout
+from devtools.stripe_emulator import checkout, receipts, subscriptions
 
 LOOPBACK = "127.0.0.1"
 
@@ -51,6 +51,8 @@ def use_state_file(path: Path) -> None:
 def build_app() -> web.Application:
     app: web.Application = server.app
     checkout.install(app)
+    receipts.install(app)
+    subscriptions.install(app)  # its middleware answers /v1/subscriptions etc. before localstripe's routes
     return app
 
 

@@ -5,16 +5,16 @@ What it covers, in the shape Stripe's API has it:
 - ``POST /v1/checkout/sessions`` (mode ``payment``; ``line_items`` with
   ``price_data`` or ``amount``; ``currency``, ``metadata``, ``success_url``,
   ``cancel_url``, ``client_reference_id``, ``expires_at``; honours
-  ``Idempotency-Key``), ``GET /v1/checkout/sessions/{id}``,
+  ``Idempotency-Key``), ``GET /v1/checkout/sessions/{id}`` (``expand[]``),
   ``POST /v1/checkout/sessions/{id}/expire``, ``GET /v1/checkout/sessions``
   (``status``, ``payment_intent``, ``limit``, ``starting_after``).
 - The hosted page at ``/_config/checkout/pay/{id}`` (localstripe's auth middleware
   lets ``/_config/`` through without a key, as Stripe's page needs none): a card
   form. ``4242 4242 4242 4242`` pays; ``4000 0000 0000 0002`` (and Stripe's other
   decline test numbers) is declined and nothing is paid. Paying creates a real
-  localstripe PaymentIntent and Charge, marks the session complete and paid, sends
-  a signed ``checkout.session.completed`` event to every registered webhook and
-  redirects to ``success_url``.
+  localstripe PaymentIntent and Charge (with a ``receipt_url``, see ``receipts``),
+  marks the session complete and paid, sends a signed ``checkout.session.completed``
+  event to every registered webhook and redirects to ``success_url``.
 - ``POST /_config/checkout/sessions/{id}/refund`` (optional ``amount`` in cents):
   refunds a paid session like Stripe's dashboard would and sends ``charge.refunded``.
   A charge with an open or lost dispute cannot be refunded (as in Stripe).
@@ -48,6 +48,8 @@ import aiohttp
 from aiohttp import web
 from localstripe import resources, server, webhooks
 from localstripe.errors import UserError
+
+from devtools.stripe_emulator import receipts
 
 logger = logging.getLogger("stripe_emulator")
 
@@ -252,7 +254,7 @@ async def create_session(request: web.Request) -> web.Response:
     data = await server.get_post_data(request) or {}
     data.pop("expand", None)
     session = CheckoutSession(
-        page_base=f"{request.scheme}://{request.host}",
+        page_base=page_base(request),
         api_version=request.headers.get("Stripe-Version", DEFAULT_API_VERSION),
         **data,
     )
@@ -262,7 +264,10 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def retrieve_session(request: web.Request) -> web.Response:
-    return _json(_get(request.match_info["id"]))
+    """``expand[]`` works as in Stripe (e.g. ``subscription``, ``payment_intent``)."""
+    expand = server.unflatten_data(request.query).get("expand")
+    response: web.Response = server.json_response(_get(request.match_info["id"])._export(expand=expand))
+    return response
 
 
 async def expire_session(request: web.Request) -> web.Response:
@@ -370,34 +375,45 @@ async def show_page(request: web.Request) -> web.Response:
     return _page(_get(request.match_info["id"]))
 
 
-async def pay(request: web.Request) -> web.StreamResponse:
-    session = _get(request.match_info["id"])
-    if session.status != "open":
-        return _page(session, status=409)
-    form = await request.post()
+def read_card(form: Any) -> tuple[Any, str, int]:
+    """The card typed on a stand-in page as a new localstripe PaymentMethod, or
+    ``(None, message, HTTP status)`` when it cannot pay (declined, mistyped, not a
+    test card). Nothing is created for a refused card."""
     card = "".join(str(form.get("card_number", "")).split())
     expiry = str(form.get("expiry", "")).replace(" ", "")
     cvc = str(form.get("cvc", "")).strip()
     month_text, _, year_text = expiry.partition("/")
     if not (card.isdigit() and len(card) == 16):
-        return _page(session, message=_error("Enter a 16-digit card number."), card=card, status=400)
+        return None, "Enter a 16-digit card number.", 400
     if not (month_text.isdigit() and year_text.isdigit() and 1 <= int(month_text) <= 12):
-        return _page(session, message=_error("Enter the expiry as MM/YY."), card=card, status=400)
+        return None, "Enter the expiry as MM/YY.", 400
     if not (cvc.isdigit() and len(cvc) == 3):
-        return _page(session, message=_error("Enter the 3-digit CVC."), card=card, status=400)
+        return None, "Enter the 3-digit CVC.", 400
     if card in DECLINED_CARDS:
-        return _page(session, message=_error("Your card was declined. Nothing was charged."), card=card, status=402)
+        return None, "Your card was declined. Nothing was charged.", 402
     if card not in SUCCEEDING_CARDS:
-        return _page(
-            session,
-            message=_error("This emulator accepts Stripe's test cards only, e.g. 4242 4242 4242 4242."),
-            card=card,
-            status=400,
-        )
+        return None, "This emulator accepts Stripe's test cards only, e.g. 4242 4242 4242 4242.", 400
     year = int(year_text) + (2000 if len(year_text) == 2 else 0)
     method = resources.PaymentMethod(
         type="card", card={"number": card, "exp_month": month_text, "exp_year": str(year), "cvc": cvc}
     )
+    return method, "", 200
+
+
+def page_base(request: web.Request) -> str:
+    """The emulator's own address as the client reached it, for the URLs it hands out."""
+    return f"{request.scheme}://{request.host}"
+
+
+async def pay(request: web.Request) -> web.StreamResponse:
+    session = _get(request.match_info["id"])
+    if session.status != "open":
+        return _page(session, status=409)
+    form = await request.post()
+    method, problem, status = read_card(form)
+    if method is None:
+        card = "".join(str(form.get("card_number", "")).split())
+        return _page(session, message=_error(problem), card=card, status=status)
     intent = resources.PaymentIntent(
         amount=session.amount_total,
         currency=session.currency,
@@ -405,6 +421,7 @@ async def pay(request: web.Request) -> web.StreamResponse:
         metadata=dict(session.metadata),
     )
     intent._confirm(on_failure_now=intent._report_failure)
+    receipts.give_receipt(intent.latest_charge, page_base(request))
     session.status = "complete"
     session.payment_status = "paid"
     session.payment_intent = intent.id

@@ -89,6 +89,63 @@ class Emulator:
         result: dict[str, Any] = response.json()
         return result
 
+    # -- the API with the tests' key, and the subscription controls -------------------
+
+    def api(
+        self, method: str, path: str, data: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> requests.Response:
+        """Call the emulator's Stripe API (``/v1/...``) with the tests' secret key and the
+        site's pinned ``Stripe-Version``, as the ``stripe`` library would."""
+        return requests.request(
+            method,
+            f"{self.base}{path}",
+            data=data,
+            params=params,
+            headers={
+                "Authorization": f"Bearer {settings.STRIPE_SECRET_KEY}",
+                "Stripe-Version": settings.STRIPE_API_VERSION,
+            },
+            timeout=10,
+        )
+
+    def monthly_price(self, name: str, unit_amount_cents: int, currency: str = "usd") -> dict[str, Any]:
+        """A product and its monthly price (the site creates its own; tests need one quickly)."""
+        product = self.api("POST", "/v1/products", {"name": name})
+        product.raise_for_status()
+        price = self.api(
+            "POST",
+            "/v1/prices",
+            {
+                "product": product.json()["id"],
+                "unit_amount": unit_amount_cents,
+                "currency": currency,
+                "recurring[interval]": "month",
+            },
+        )
+        price.raise_for_status()
+        result: dict[str, Any] = price.json()
+        return result
+
+    def advance_subscription(self, subscription_id: str, outcome: str = "paid") -> dict[str, Any]:
+        """The test clock: the subscription's period ends now; its renewal is ``paid`` or
+        ``failed``. Answers ``{"events": [ids in order], "subscription": {...}}``."""
+        response = requests.post(
+            f"{self.base}/_config/subscriptions/{subscription_id}/advance", data={"outcome": outcome}, timeout=10
+        )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def portal_action(
+        self, portal_url: str, subscription_id: str, action: str, card: str = "4242424242424242"
+    ) -> requests.Response:
+        """Press a button on the customer portal stand-in: ``cancel``, ``keep`` or ``pay``
+        (the overdue invoice, with ``card``), as a person would."""
+        data = {"card_number": card, "expiry": "12/34", "cvc": "123"} if action == "pay" else {}
+        return requests.post(
+            f"{portal_url}/subscriptions/{subscription_id}/{action}", data=data, allow_redirects=False, timeout=10
+        )
+
 
 def signature_header(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
     """Stripe's ``Stripe-Signature``: ``t=<unix time>,v1=<HMAC-SHA256 of "t.payload">``."""
