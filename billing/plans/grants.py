@@ -16,7 +16,9 @@ class GrantRefused(ValueError):
     """The grant makes no sense (no reason, an end in the past); nothing was written."""
 
 
-def grant_plan(account: Account, plan: Plan | None, until: datetime | None, reason: str, staff_user: User | None) -> PlanGrant:
+def grant_plan(
+    account: Account, plan: Plan | None, until: datetime | None, reason: str, staff_user: User | None
+) -> PlanGrant:
     """Append a grant of ``plan`` to ``account`` until ``until`` (None: until revoked);
     ``plan=None`` ends the grant in force. ``staff_user`` None only for commands."""
     reason = reason.strip()

@@ -62,7 +62,10 @@ def _render_index(request: AuthenticatedRequest, error: str = "", status: int = 
     standing = standing_of(account)
     subscription = live_subscription(account)
     open_invoice = (
-        Invoice.objects.filter(account=account).exclude(status__in=["paid", "void"]).exclude(hosted_invoice_url="").first()
+        Invoice.objects.filter(account=account)
+        .exclude(status__in=["paid", "void"])
+        .exclude(hosted_invoice_url="")
+        .first()
         if standing.payment_overdue
         else None
     )
@@ -87,7 +90,9 @@ def upgrade(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Open a Stripe Checkout (subscription mode) for the plan, after every check."""
     plan = get_object_or_404(Plan, slug=slug)
     if not plans_enabled():
-        return _render_index(request, "Plans are off on this site: everyone may train, so there is nothing to buy.", 400)
+        return _render_index(
+            request, "Plans are off on this site: everyone may train, so there is nothing to buy.", 400
+        )
     if not plan.is_public or not plan.is_paid:
         return _render_index(request, f"{plan.name} cannot be bought here.", 400)
     account = services.account_for(request.user)
@@ -147,7 +152,8 @@ def upgrade_success(request: AuthenticatedRequest, checkout_id: int) -> HttpResp
     context = {
         "record": record,
         "subscription": subscription,
-        "pending": subscription is None and record.status in (CheckoutSession.Status.OPEN, CheckoutSession.Status.COMPLETE),
+        "pending": subscription is None
+        and record.status in (CheckoutSession.Status.OPEN, CheckoutSession.Status.COMPLETE),
     }
     if request.htmx:
         if context["pending"]:

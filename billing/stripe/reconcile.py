@@ -5,8 +5,9 @@ A paid one is applied through the webhook's own locked, once-only path
 (``webhooks.apply_paid_session``), so running it beside the webhook, or twice,
 changes nothing the second time. A subscription Checkout and each subscription
 that has not ended go through ``subscriptions``' own handlers, with Stripe's fetched
-object taken as the newest state; credited top-ups without a receipt get one. ``maybe_schedule_reconcile`` runs it from the
-light worker's periodic loop at most once per ``STRIPE_RECONCILE_INTERVAL_SECONDS``.
+object taken as the newest state; credited top-ups without a receipt get one.
+``maybe_schedule_reconcile`` runs it from the light worker's periodic loop at most
+once per ``STRIPE_RECONCILE_INTERVAL_SECONDS``.
 """
 
 from __future__ import annotations

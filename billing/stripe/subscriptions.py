@@ -302,7 +302,7 @@ def _int(value: object) -> int:
 
 
 @handles_completed_mode("subscription")
-def apply_subscription_checkout(session: dict[str, Any], created: int = 0) -> Outcome:
+def apply_subscription_checkout(session: dict[str, Any], created: int) -> Outcome:
     """A subscription Checkout completed: our row is complete and names the subscription.
     The subscription itself arrives with its own events (or reconciliation)."""
     session_id = _id_of(session)
@@ -319,7 +319,9 @@ def apply_subscription_checkout(session: dict[str, Any], created: int = 0) -> Ou
     if _id_of(session.get("customer")) != record.account.stripe_customer_id:
         return Outcome(StripeEvent.Status.IGNORED, f"checkout {record.pk}: the customer is not the account's")
     if session.get("payment_status") not in ("paid", "no_payment_required"):
-        return Outcome(StripeEvent.Status.IGNORED, f"checkout {record.pk} is not paid ({session.get('payment_status')})")
+        return Outcome(
+            StripeEvent.Status.IGNORED, f"checkout {record.pk} is not paid ({session.get('payment_status')})"
+        )
     if record.status == CheckoutSession.Status.COMPLETE:
         return Outcome(StripeEvent.Status.PROCESSED, f"checkout {record.pk} was already complete")
     record.status = CheckoutSession.Status.COMPLETE
@@ -361,7 +363,7 @@ def reconcile_completed_checkout(session: dict[str, Any]) -> Outcome:
     """A subscription Checkout Stripe says is complete: mark ours, then fetch its subscription."""
     with transaction.atomic():
         set_lock_timeout()
-        outcome = apply_subscription_checkout(session)
+        outcome = apply_subscription_checkout(session, 0)
     subscription_id = _id_of(session.get("subscription"))
     if outcome.status == StripeEvent.Status.PROCESSED and subscription_id:
         return refresh_subscription(subscription_id)
