@@ -52,13 +52,14 @@ class PortalUnavailable(Exception):
 def ensure_customer(account: Account) -> str:
     """The account's Stripe customer id, created on first use and stored.
 
-    The idempotency key is the account's id, so two first uses at once create one
-    customer; the conditional update keeps whichever id was stored first."""
+    The idempotency key is the account's id and creation time (a database rebuilt
+    from scratch never reuses an old account's key), so two first uses at once create
+    one customer; the conditional update keeps whichever id was stored first."""
     if account.stripe_customer_id:
         return account.stripe_customer_id
     customer = stripe_client().v1.customers.create(
         params={"email": account.user.email, "metadata": {"hubsite_account": str(account.pk)}},
-        options={"idempotency_key": f"hubsite-customer-{account.pk}"},
+        options={"idempotency_key": f"hubsite-customer-{account.pk}-{int(account.created_at.timestamp())}"},
     )
     Account.objects.filter(pk=account.pk, stripe_customer_id="").update(stripe_customer_id=customer.id)
     account.refresh_from_db(fields=["stripe_customer_id"])
@@ -73,7 +74,7 @@ def ensure_price(plan: Plan) -> str:
     if plan.stripe_price_id:
         return plan.stripe_price_id
     client = stripe_client()
-    key = f"hubsite-plan-{plan.pk}-{plan.monthly_price_cents}-{plan.currency}"
+    key = f"hubsite-plan-{plan.pk}-{int(plan.created_at.timestamp())}-{plan.monthly_price_cents}-{plan.currency}"
     product = client.v1.products.create(
         params={"name": f"hubsite {plan.name}", "metadata": {"hubsite_plan": plan.slug}},
         options={"idempotency_key": f"{key}-product"},
