@@ -22,13 +22,13 @@ logger = logging.getLogger(__name__)
 def receipt_url_of(payment_intent_id: str) -> str:
     """The receipt address of the intent's latest charge ("" when it has none yet)."""
     client = stripe_client()
-    intent = client.v1.payment_intents.retrieve(payment_intent_id)
-    charge = intent.latest_charge
-    if charge is None:
-        return ""
-    if isinstance(charge, str):
-        charge = client.v1.charges.retrieve(charge)
-    return str(charge.receipt_url or "")
+    intent = client.v1.payment_intents.retrieve(payment_intent_id).to_dict()
+    charge = intent.get("latest_charge")
+    if isinstance(charge, str) and charge:
+        charge = client.v1.charges.retrieve(charge).to_dict()
+    if not isinstance(charge, dict):
+        return ""  # no charge yet, or a server without receipts
+    return str(charge.get("receipt_url") or "")
 
 
 def fill_receipt(checkout_id: int) -> bool:
