@@ -107,6 +107,8 @@ def upgrade(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         record = subscriptions.create_subscription_checkout(request.user, plan)
     except CheckoutUnavailable as error:
         return _render_index(request, str(error), 503)
+    except subscriptions.UpgradeInProgress as error:
+        return _render_index(request, str(error), 409)
     return _redirect(request, record.url)
 
 

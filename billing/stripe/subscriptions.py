@@ -42,6 +42,10 @@ UNAVAILABLE = "Payments are unavailable right now, so nothing was charged. Pleas
 FINAL_STATUSES = frozenset({Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED})
 
 
+class UpgradeInProgress(Exception):
+    """Another Upgrade of this account is being opened right now. The message is for people."""
+
+
 class PortalUnavailable(Exception):
     """The customer portal could not be opened. The message is for people."""
 
@@ -99,17 +103,32 @@ def ensure_price(plan: Plan) -> str:
 
 def create_subscription_checkout(user: User, plan: Plan) -> CheckoutSession:
     """Open a Stripe Checkout subscribing ``user`` to ``plan`` (the caller has checked
-    that the plan may be bought). Raises CheckoutUnavailable when Stripe fails."""
+    that the plan may be bought), or return the one already open for it, so a double
+    click never opens two subscriptions. Raises CheckoutUnavailable when Stripe fails,
+    UpgradeInProgress while another request is opening one."""
     if not plan.is_paid:
         raise ValueError("only a paid plan is bought through Checkout")
-    account = billing.account_for(user)
-    record = CheckoutSession.objects.create(
-        account=account,
-        purpose=CheckoutSession.Purpose.SUBSCRIPTION,
-        plan=plan,
-        amount_cents=plan.monthly_price_cents,
-        currency=plan.currency,
-    )
+    now = timezone.now()
+    with transaction.atomic():  # the account lock makes "find an open one, else add ours" one step
+        account = billing.lock_account(user.pk)
+        opened = (
+            CheckoutSession.objects.filter(
+                account=account, purpose=CheckoutSession.Purpose.SUBSCRIPTION, status=CheckoutSession.Status.OPEN
+            )
+            .exclude(expires_at__lte=now + timedelta(minutes=5))
+            .first()
+        )
+        if opened is not None and opened.url and opened.plan_id == plan.pk:
+            return opened
+        if opened is not None and not opened.stripe_session_id and opened.created_at > now - timedelta(minutes=1):
+            raise UpgradeInProgress("Your upgrade is being opened already: wait a moment and try again.")
+        record = CheckoutSession.objects.create(
+            account=account,
+            purpose=CheckoutSession.Purpose.SUBSCRIPTION,
+            plan=plan,
+            amount_cents=plan.monthly_price_cents,
+            currency=plan.currency,
+        )
     expires_at = timezone.now() + timedelta(minutes=settings.STRIPE_CHECKOUT_EXPIRY_MINUTES)
     metadata = {"hubsite_checkout": str(record.pk), "hubsite_account": str(account.pk), "hubsite_plan": plan.slug}
     try:

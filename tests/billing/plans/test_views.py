@@ -12,6 +12,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from billing.models import Account, CheckoutSession, Invoice, Plan, PlanGrant, Subscription
 from hubsite.models import User
+from tests.billing.helpers import run_at_once
 from tests.billing.subscription_helpers import customer_of, free_plan, pro_plan
 from tests.factories import make_instance_type
 
@@ -255,3 +256,45 @@ def test_outsiders_get_404_for_the_success_page(outsider_client: Client, user: U
 def test_a_top_up_is_not_an_upgrade(owner_client: Client, user: User) -> None:
     record = CheckoutSession.objects.create(account=Account.objects.get(user=user), amount_cents=2000)
     assert owner_client.get(f"/plans/upgrade/done/{record.pk}/").status_code == 404
+
+
+@pytest.mark.plans
+def test_a_second_upgrade_click_goes_to_the_checkout_already_open(owner_client: Client, user: User) -> None:
+    record = upgrade_record(
+        user,
+        stripe_session_id="cs_test_open",
+        url="https://checkout.example/cs_test_open",
+        expires_at=timezone.now() + timedelta(minutes=50),
+    )
+    response = owner_client.post(UPGRADE)
+    assert (response.status_code, response["Location"]) == (303, record.url)
+    htmx = owner_client.post(UPGRADE, headers={"HX-Request": "true"})
+    assert htmx["HX-Redirect"] == record.url
+    assert CheckoutSession.objects.count() == 1
+
+
+@pytest.mark.plans
+def test_an_upgrade_being_opened_is_not_opened_twice(owner_client: Client, user: User) -> None:
+    upgrade_record(user)  # committed, Stripe's session not created yet
+    response = owner_client.post(UPGRADE)
+    assert response.status_code == 409
+    assert "being opened already" in response.content.decode()
+    assert CheckoutSession.objects.count() == 1
+
+
+@pytest.mark.plans
+@pytest.mark.django_db(transaction=True)
+def test_two_upgrade_clicks_at_once_open_one_checkout(user: User, settings: SettingsWrapper) -> None:
+    pro_plan()
+    settings.STRIPE_SECRET_KEY = "sk_test_local_down"  # the first click's Stripe call fails after our row commits
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+    statuses: list[int] = []
+
+    def click() -> None:
+        client = Client()
+        client.force_login(user)
+        statuses.append(client.post(UPGRADE).status_code)
+
+    assert not run_at_once([click, click])
+    assert sorted(statuses) == [409, 503]
+    assert CheckoutSession.objects.count() == 1
