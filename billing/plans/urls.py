@@ -8,4 +8,7 @@ app_name = "plans"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("upgrade/<slug:slug>/", views.upgrade, name="upgrade"),
+    path("manage/", views.manage, name="manage"),
+    path("upgrade/done/<int:checkout_id>/", views.upgrade_success, name="upgrade_success"),
 ]

@@ -1,9 +1,13 @@
-"""Reconciliation: ask Stripe about our open Checkouts, in case a webhook never came.
+"""Reconciliation: ask Stripe about our open Checkouts and live subscriptions, in case
+a webhook never came.
 
 A paid one is applied through the webhook's own locked, once-only path
 (``webhooks.apply_paid_session``), so running it beside the webhook, or twice,
-changes nothing the second time. ``maybe_schedule_reconcile`` runs it from the
-light worker's periodic loop at most once per ``STRIPE_RECONCILE_INTERVAL_SECONDS``.
+changes nothing the second time. A subscription Checkout and each subscription
+that has not ended go through ``subscriptions``' own handlers, with Stripe's fetched
+object taken as the newest state; credited top-ups without a receipt get one.
+``maybe_schedule_reconcile`` runs it from the light worker's periodic loop at most
+once per ``STRIPE_RECONCILE_INTERVAL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import CheckoutSession, StripeEvent
+from billing.stripe import subscriptions
 from billing.stripe.client import stripe_client
+from billing.stripe.receipts import fill_receipt
 from billing.stripe.webhooks import apply_paid_session, set_lock_timeout
 from hubsite.jobs import light_actor
 
@@ -31,6 +37,8 @@ class ReconcileReport:
     checked: int = 0
     applied: int = 0
     expired: int = 0
+    subscriptions: int = 0
+    receipts: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -58,7 +66,17 @@ def reconcile(now: datetime | None = None) -> ReconcileReport:
         except stripe.StripeError as error:
             report.problems.append(f"checkout {record.pk}: {error}")
             continue
-        if session.status == "complete":
+        if session.status == "complete" and record.purpose == CheckoutSession.Purpose.SUBSCRIPTION:
+            try:
+                outcome = subscriptions.reconcile_completed_checkout(session.to_dict())
+            except stripe.StripeError as error:
+                report.problems.append(f"checkout {record.pk}: {error}")
+                continue
+            if outcome.status == StripeEvent.Status.PROCESSED:
+                report.applied += 1
+            else:
+                report.problems.append(outcome.detail)
+        elif session.status == "complete":
             with transaction.atomic():
                 set_lock_timeout()
                 outcome = apply_paid_session(session.to_dict())
@@ -70,7 +88,23 @@ def reconcile(now: datetime | None = None) -> ReconcileReport:
             report.expired += CheckoutSession.objects.filter(pk=record.pk, status=CheckoutSession.Status.OPEN).update(
                 status=CheckoutSession.Status.EXPIRED, url=""
             )
+    report.subscriptions, problems = subscriptions.reconcile_subscriptions()
+    report.problems.extend(problems)
+    report.receipts = _fill_missing_receipts(now)
     return report
+
+
+def _fill_missing_receipts(now: datetime) -> int:
+    """Receipts for the last week's credited payments that have none yet (the on-commit
+    job failed or the worker was down)."""
+    missing = (
+        CheckoutSession.objects.filter(
+            status=CheckoutSession.Status.COMPLETE, receipt_url="", completed_at__gte=now - timedelta(days=7)
+        )
+        .exclude(purpose=CheckoutSession.Purpose.SUBSCRIPTION)
+        .exclude(stripe_payment_intent_id="")
+    )
+    return sum(fill_receipt(pk) for pk in missing.values_list("pk", flat=True)[:100])
 
 
 @light_actor(max_retries=0)
@@ -78,10 +112,13 @@ def reconcile_stripe_checkouts() -> None:
     """The light worker's periodic reconciliation (see ``maybe_schedule_reconcile``)."""
     report = reconcile()
     logger.info(
-        "reconcile_stripe: %d open checked, %d applied, %d expired, %d problems",
+        "reconcile_stripe: %d open checked, %d applied, %d expired, %d subscriptions refreshed, %d receipts, "
+        "%d problems",
         report.checked,
         report.applied,
         report.expired,
+        report.subscriptions,
+        report.receipts,
         len(report.problems),
     )
     for problem in report.problems:

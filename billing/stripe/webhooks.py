@@ -6,7 +6,13 @@ The rules (docs/stripe.md has the long form):
   transaction, so the record survives a processing failure; processing then locks
   that row, so redeliveries (even concurrent ones) process it once.
 - ``_HANDLERS`` maps each event type we handle to its handler; any other type is
-  stored as ignored.
+  stored as ignored. Handlers get ``data.object`` and the event's ``created`` (the
+  subscription handlers in ``subscriptions`` order events by it; they register with
+  ``handles`` when that module is imported, which billing's ``ready`` does through
+  ``reconcile``).
+- ``checkout.session.completed`` goes by the session's ``mode``: ``payment`` credits
+  the balance here; ``subscription`` goes to the handler registered with
+  ``handles_completed_mode`` (no ledger line: a plan's fee never reaches the balance).
 - Money arrives only from a verified ``checkout.session.completed`` with
   ``payment_status`` paid, or from ``reconcile`` asking Stripe itself, and only when
   Stripe's session matches our row (id, account, amount, currency). Both paths go
@@ -33,6 +39,8 @@ from billing import services as billing
 from billing.models import CheckoutSession, LedgerLine, StripeEvent
 from billing.money import cents_to_micros
 from billing.signals import StartRefusedAfterPayment, pay_now_paid, pay_now_taken_back
+from billing.stripe.receipts import fetch_receipt
+from hubsite.jobs import send_on_commit
 from training.models import TrainingSession
 
 logger = logging.getLogger(__name__)
@@ -46,18 +54,51 @@ class Outcome:
 
 
 Handler = Callable[[dict[str, Any]], Outcome]
-_HANDLERS: dict[str, Handler] = {}
+EventHandler = Callable[[dict[str, Any], int], Outcome]  # (data.object, the event's created)
+_HANDLERS: dict[str, EventHandler] = {}
+_COMPLETED_BY_MODE: dict[str, EventHandler] = {}
 
 
 def _handles(*event_types: str) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``event_types`` (it gets ``data.object``)."""
 
     def register(handler: Handler) -> Handler:
+        def call(obj: dict[str, Any], _created: int) -> Outcome:
+            return handler(obj)
+
+        for event_type in event_types:
+            _HANDLERS[event_type] = call
+        return handler
+
+    return register
+
+
+def handles(*event_types: str) -> Callable[[EventHandler], EventHandler]:
+    """Register a handler that also gets the event's ``created`` (Unix seconds), for
+    objects whose events must apply in order (subscriptions)."""
+
+    def register(handler: EventHandler) -> EventHandler:
         for event_type in event_types:
             _HANDLERS[event_type] = handler
         return handler
 
     return register
+
+
+def handles_completed_mode(mode: str) -> Callable[[EventHandler], EventHandler]:
+    """Register the handler of ``checkout.session.completed`` for Checkouts in ``mode``
+    (``payment`` is ``apply_paid_session``'s)."""
+
+    def register(handler: EventHandler) -> EventHandler:
+        _COMPLETED_BY_MODE[mode] = handler
+        return handler
+
+    return register
+
+
+def handled_events() -> frozenset[str]:
+    """The event types with a handler (the subscription ones once their module is loaded)."""
+    return frozenset(_HANDLERS)
 
 
 # -- receiving an event once --------------------------------------------------
@@ -137,13 +178,26 @@ def _process(event: dict[str, Any]) -> Outcome:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         return Outcome(StripeEvent.Status.IGNORED, "the event has no data.object")
-    return handler(obj)
+    created = event.get("created")
+    return handler(obj, created if isinstance(created, int) else 0)
 
 
 # -- checkout.session.*: a payment arrives, or never will ----------------------
 
 
-@_handles("checkout.session.completed")
+@handles("checkout.session.completed")
+def apply_completed_session(session: dict[str, Any], created: int) -> Outcome:
+    """A completed Checkout, by its mode: a payment credits the balance, a subscription
+    goes to its own handler."""
+    mode = str(session.get("mode") or "payment")
+    if mode == "payment":
+        return apply_paid_session(session)
+    handler = _COMPLETED_BY_MODE.get(mode)
+    if handler is None:
+        return Outcome(StripeEvent.Status.IGNORED, f"Checkout mode {mode!r} is not handled")
+    return handler(session, created)
+
+
 def apply_paid_session(session: dict[str, Any]) -> Outcome:
     """Credit a completed, paid Stripe session to its record's account, exactly once.
 
@@ -158,6 +212,8 @@ def apply_paid_session(session: dict[str, Any]) -> Outcome:
     )
     if record is None:
         return Outcome(StripeEvent.Status.IGNORED, f"unknown Checkout Session {session_id!r}")
+    if record.purpose == CheckoutSession.Purpose.SUBSCRIPTION:
+        return Outcome(StripeEvent.Status.IGNORED, f"checkout {record.pk} is a subscription's; nothing credited")
     problem = _mismatch(record, session)
     if problem:
         return Outcome(StripeEvent.Status.IGNORED, f"checkout {record.pk}: {problem}; nothing credited")
@@ -177,6 +233,8 @@ def apply_paid_session(session: dict[str, Any]) -> Outcome:
     if record.purpose == CheckoutSession.Purpose.TIMED_PAY_NOW:
         _start_paid_session(record)
     record.save()
+    if record.stripe_payment_intent_id:
+        send_on_commit(fetch_receipt, record.pk)  # Stripe is asked after the commit, never inside it
     return Outcome(StripeEvent.Status.PROCESSED, f"checkout {record.pk} credited {record.amount_cents} cents", True)
 
 
@@ -366,4 +424,4 @@ def _taken(line: LedgerLine | None) -> str:
     return f"{-line.amount_micros} micro-dollars taken back"
 
 
-HANDLED_EVENTS = frozenset(_HANDLERS)
+HANDLED_EVENTS = frozenset(_HANDLERS)  # this module's own; ``handled_events()`` for all
