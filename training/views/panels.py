@@ -121,8 +121,8 @@ def plan_allowance(standing: Standing, chosen: InstanceOption | None, limit: int
         except PlanRefusal as refused:
             refusal, upgrade_url = refused.message, refused.upgrade_url
     elif not plan.allows_cloud_training:
-        refused = PlanRefusal(f"Cloud Training is not part of your plan ({plan.name}).")
-        refusal, upgrade_url = refused.message, refused.upgrade_url
+        nothing = PlanRefusal(f"Cloud Training is not part of your plan ({plan.name}).")
+        refusal, upgrade_url = nothing.message, nothing.upgrade_url
     overdue_until = standing.grace_ends_at if standing.payment_overdue and not standing.grace_over else None
     return PlanAllowance(
         standing=standing,
@@ -164,7 +164,8 @@ def _chosen(form: StartForm, options: list[InstanceOption]) -> InstanceOption | 
         if str(option.instance_type.pk) == str(wanted_pk):
             return option
     usable = [option for option in options if not option.needs_plan]
-    return next((option for option in usable if option.online), (usable or options or [None])[0])
+    fallback = (usable or options)[0] if options else None
+    return next((option for option in usable if option.online), fallback)
 
 
 def estimate(form: StartForm, model: YoloModel, chosen: InstanceOption | None, mode: str) -> Estimate | None:
