@@ -69,8 +69,9 @@ def lock_and_check_storage(user: User, incoming_bytes: int) -> None:
 
 
 def gigabytes(size: int) -> str:
-    """Sizes as the quota message shows them: GB with one decimal (0.1 GB at least when not empty)."""
-    value = size / 1024**3
-    if 0 < value < 0.1:
-        return f"{size / 1024**2:.1f} MB"
-    return f"{value:.1f} GB"
+    """Sizes as the quota message shows them: GB with one decimal, or MB / KB for what
+    would read 0.0 GB."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2)):
+        if size >= scale // 10:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size / 1024:.1f} KB"

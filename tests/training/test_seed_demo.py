@@ -5,11 +5,11 @@ import io
 import pytest
 from django.core.management import call_command
 
-from training.datasets import DEMO_DATASET_NAME, DEMO_SEGMENTATION_DATASET_NAME
 from billing.models import PlanGrant
 from billing.plans.standing import standing_of
 from billing.services import account_for
 from hubsite.models import User
+from training.datasets import DEMO_DATASET_NAME, DEMO_SEGMENTATION_DATASET_NAME
 from training.management.commands.seed_demo import DEMO_EMAIL, DEMO_GRANT_REASON
 from training.models import Dataset
 
