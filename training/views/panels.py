@@ -145,7 +145,7 @@ def _with_plan(standing: Standing, options: list[InstanceOption]) -> list[Instan
         try:
             check_cloud_training(standing, option.instance_type.pk, option.instance_type.name)
         except PlanRefusal as refusal:
-            needs = refusal.message.split(":", 1)[0].removeprefix(option.instance_type.name).strip()
+            needs = refusal.message.split(":", 1)[0].removeprefix(option.instance_type.name).strip().removeprefix("is ")
             option = replace(option, needs_plan=needs or "not in your plan")
         marked.append(option)
     return marked
