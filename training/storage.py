@@ -69,9 +69,9 @@ def lock_and_check_storage(user: User, incoming_bytes: int) -> None:
 
 
 def gigabytes(size: int) -> str:
-    """Sizes as the quota message shows them: GB with one decimal, or MB / KB for what
-    would read 0.0 GB."""
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2)):
+    """Sizes as the quota message shows them: GB with one decimal, or MB, KB or bytes
+    for what would read 0.0 GB."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if size >= scale // 10:
             return f"{size / scale:.1f} {unit}"
-    return f"{size / 1024:.1f} KB"
+    return f"{size} bytes"
