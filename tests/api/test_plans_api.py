@@ -11,9 +11,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from api.keys import create_key
 from billing.models import Plan, PlanGrant, Subscription
 from hubsite.models import User
 from tests.api.conftest import KeyClient
+from tests.api.test_platform_protocol import Remote
 from tests.factories import fund
 from tests.plan_fixtures import ensure_plans, grant, subscribe
 from training.models import Dataset, TrainingSession, YoloModel
@@ -110,3 +112,11 @@ def test_the_plan_in_force_through_the_api(api_client: KeyClient, user: User) ->
 def test_with_plans_off_the_api_says_so(api_client: KeyClient) -> None:
     answer = api_client.get("/api/v1/billing/plan").json()
     assert (answer["plan"], answer["source"], answer["allows_cloud_training"]) == (None, "off", True)
+
+
+@pytest.mark.plans
+def test_remote_training_stays_free_and_allowed_on_the_free_plan(user: User) -> None:
+    ensure_plans()
+    reply = Remote(create_key(user, "laptop", ["train"])[1]).start()
+    session = TrainingSession.objects.get(pk=reply["runId"])
+    assert (session.remote, session.status, reply["cancelled"]) == (True, "training", False)
