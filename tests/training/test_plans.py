@@ -273,7 +273,8 @@ def test_a_dataset_upload_past_the_quota_is_refused_and_stores_nothing(
     assert response.status_code == 413
     body = response.content.decode()
     assert (
-        "This upload needs 4.9 KB but your plan&#x27;s storage has 0.1 KB left: delete datasets or weights, or upgrade."
+        "This upload needs 4.9 KB but your plan&#x27;s storage has 100 bytes left: "
+        "delete datasets or weights, or upgrade."
     ) in body
     assert 'href="/plans/">Upgrade</a>' in body
     assert (all_storage_keys(), Dataset.objects.count()) == (before_keys, before_rows)
