@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 from billing import reports, services
 from billing.forms import StatementForm
 from billing.models import Hold, LedgerLine
+from billing.receipts import receipts_context
 from hubsite.http import AuthenticatedRequest, owned_or_404
 from training.models import YoloModel
 
@@ -22,7 +23,8 @@ def _account_context(request: AuthenticatedRequest, statement_form: StatementFor
         .select_related("session__model")
         .order_by("created_at")
     )
-    return {"account": account, "page": page, "holds": holds, "statement_form": statement_form}
+    context = {"account": account, "page": page, "holds": holds, "statement_form": statement_form}
+    return {**context, **receipts_context(account)}
 
 
 @require_GET

@@ -30,6 +30,7 @@ def open_pay_now(user: User, model: YoloModel, request: sessions.StartRequest) -
     if request.mode != TrainingSession.Mode.TIMED or not request.time_budget_seconds:
         raise ValueError("Pay Now is for Timed sessions with a time budget")
     sessions.check_startable(model, request.instance_type)
+    sessions.check_plan_of(user, request.instance_type)  # the plan, before any card payment
     return create_pay_now_checkout(
         user,
         model,

@@ -15,6 +15,7 @@ from api.auth import BILLING, owner_of
 from api.pagination import Pages
 from billing.models import LedgerLine
 from billing.money import format_usd
+from billing.plans.standing import standing_of
 from billing.services import account_for
 
 router = Router(tags=["Billing"], auth=BILLING)
@@ -27,6 +28,20 @@ class BalanceOut(Schema):
     balance: str
     held: str
     available: str
+
+
+class PlanOut(Schema):
+    """The plan in force, as the Train step shows it (null ``plan`` when plans are off)."""
+
+    plan: str | None  # the plan's name
+    source: str  # "off", "grant", "subscription" or "default"
+    allows_cloud_training: bool
+    concurrent_sessions: int | None
+    storage_quota_bytes: int | None  # null: unlimited
+    status: str  # the subscription's Stripe status ("" without one)
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    grace_ends_at: datetime | None  # past_due: when Cloud Training stops
 
 
 class LedgerLineOut(Schema):
@@ -61,6 +76,24 @@ def balance(request: HttpRequest) -> BalanceOut:
         balance=format_usd(account.balance_micros),
         held=format_usd(account.held_micros),
         available=format_usd(account.available_micros),
+    )
+
+
+@router.get("/plan", response=PlanOut, summary="The plan in force: which, where from, what it allows")
+def plan(request: HttpRequest) -> PlanOut:
+    standing = standing_of(account_for(owner_of(request)))
+    subscription = standing.subscription
+    in_force = standing.plan
+    return PlanOut(
+        plan=in_force.name if in_force else None,
+        source=standing.source,
+        allows_cloud_training=in_force is None or in_force.allows_cloud_training,
+        concurrent_sessions=in_force.concurrent_sessions if in_force else None,
+        storage_quota_bytes=in_force.storage_quota_bytes if in_force else None,
+        status=subscription.status if subscription else "",
+        current_period_end=subscription.current_period_end if subscription else None,
+        cancel_at_period_end=bool(subscription and subscription.cancel_at_period_end),
+        grace_ends_at=standing.grace_ends_at,
     )
 
 

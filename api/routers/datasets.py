@@ -24,6 +24,7 @@ from training.datasets.archive import NOT_A_ZIP_MESSAGE
 from training.datasets.uri import dataset_uri
 from training.forms import DatasetUploadForm, UploadLimitHandler
 from training.models import Dataset
+from training.storage import StorageQuotaExceeded
 
 router = Router(tags=["Datasets"])
 
@@ -118,7 +119,11 @@ def upload_dataset(request: HttpRequest) -> Status[Dataset]:
     if not zipfile.is_zipfile(upload):
         raise ApiError(422, "not_a_zip", NOT_A_ZIP_MESSAGE)
     upload.seek(0)
-    dataset = create_dataset(owner_of(request), form.cleaned_data["name"], upload, task=form.cleaned_data["task"])
+    try:
+        dataset = create_dataset(owner_of(request), form.cleaned_data["name"], upload, task=form.cleaned_data["task"])
+    except StorageQuotaExceeded as full:
+        upgrade_url = request.build_absolute_uri(full.upgrade_url)
+        raise ApiError(413, "storage_quota_exceeded", full.message, upgrade_url=upgrade_url) from full
     return Status(201, dataset)
 
 

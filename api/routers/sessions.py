@@ -24,6 +24,7 @@ from api.pagination import Pages
 from api.schemas import LazyPage, SessionOut, session_out
 from billing import services as billing
 from billing.money import format_usd
+from billing.plans.standing import PlanRefusal
 from hubsite.models import User
 from training import sessions
 from training.forms import StartForm
@@ -200,7 +201,7 @@ def _start_once(
         try:
             session = begin(start_request)
         except sessions.StartRefused as refusal:
-            raise _refused(refusal) from refusal
+            raise _refused(refusal, request) from refusal
         if idempotency_key is not None:
             StartRequestRecord.objects.create(
                 owner=owner, idempotency_key=idempotency_key, fingerprint=fingerprint, session=session
@@ -264,8 +265,13 @@ def _form_data(model: YoloModel, body: TrainIn) -> dict[str, Any]:
     return data
 
 
-def _refused(refusal: sessions.StartRefused) -> ApiError:
-    """The web's refusal, with a stable code: 402 when the balance is short, else 409."""
+def _refused(refusal: sessions.StartRefused, request: HttpRequest) -> ApiError:
+    """The web's refusal, with a stable code: 403 ``plan_required`` when the plan does not
+    allow it (with the Plans page's address, "" when no plan would), 402 when the
+    balance is short, else 409."""
+    if isinstance(refusal.__cause__, PlanRefusal):
+        upgrade_url = request.build_absolute_uri(refusal.upgrade_url) if refusal.upgrade_url else ""
+        return ApiError(403, "plan_required", str(refusal), upgrade_url=upgrade_url)
     if isinstance(refusal.__cause__, billing.InsufficientBalance):
         return ApiError(402, "insufficient_balance", str(refusal))
     if isinstance(refusal.__cause__, IntegrityError):

@@ -2,6 +2,7 @@
 
 {{ line.amount_micros|usd }}        US$1.23
 {{ line.amount_micros|usd:6 }}      US$1.234567
+{{ invoice.amount_paid_cents|usd_cents }}  US$20.00
 {{ session|estimate_at_start }}     US$0.10 to US$0.30 as the Start form showed it
 {% model_billing model %}           the Billing tab of a model page
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from django import template
 
 from billing import reports
-from billing.money import format_usd
+from billing.money import cents_to_micros, format_usd
 from training.models import TrainingSession, YoloModel
 
 register = template.Library()
@@ -20,6 +21,12 @@ register = template.Library()
 @register.filter
 def usd(micros: int | None, decimals: int = 2) -> str:
     return "" if micros is None else format_usd(int(micros), int(decimals))
+
+
+@register.filter
+def usd_cents(cents: int | None) -> str:
+    """Stripe's cents (receipts, invoices) as the page shows money: ``2000`` -> ``US$20.00``."""
+    return "" if cents is None else format_usd(cents_to_micros(int(cents)))
 
 
 @register.filter

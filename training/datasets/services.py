@@ -18,6 +18,7 @@ from training.datasets.storage import archive_key, delete_prefix, storage_put
 from training.datasets.synthetic import write_synthetic_dataset
 from training.datasets.task import run_validation, validate_dataset
 from training.models import Dataset
+from training.storage import check_storage, lock_and_check_storage
 
 
 class DatasetInUseError(Exception):
@@ -40,7 +41,9 @@ def create_dataset(owner: User, name: str, upload: IO[bytes], *, task: str = "",
     (or, with ``validate_now``, validate it in this process before returning). ``task``
     is the task the owner chose ("" to detect it from the files).
 
-    The file goes to storage first; if the row cannot be saved, the file is removed."""
+    The file goes to storage first; if the row cannot be saved, the file is removed.
+    Raises ``StorageQuotaExceeded`` (nothing stored) when the plan's storage is full."""
+    check_storage(owner, getattr(upload, "size", None) or 0)
     dataset = Dataset(
         owner=owner,
         name=name,
@@ -53,6 +56,7 @@ def create_dataset(owner: User, name: str, upload: IO[bytes], *, task: str = "",
         with transaction.atomic():
             dataset.archive.name = key
             dataset.archive_size = default_storage.size(key)
+            lock_and_check_storage(owner, dataset.archive_size)
             dataset.save()
             if not validate_now:
                 send_on_commit(validate_dataset, dataset.pk)

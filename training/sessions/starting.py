@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from billing import services as billing
+from billing.plans.standing import PlanRefusal, Standing, check_cloud_training, concurrent_session_limit, standing_of
 from hubsite.jobs import send_by_name
 from hubsite.models import User
 from training.models import Dataset, InstanceType, TrainingSession, YoloModel
@@ -26,7 +27,13 @@ TRAIN_SESSION_ACTOR = "train_session"
 
 
 class StartRefused(Exception):
-    """Start or Resume cannot happen; the message says why, in the user's words."""
+    """Start or Resume cannot happen; the message says why, in the user's words.
+    ``upgrade_url``: where a better plan (or paying an overdue one) would allow it, so
+    the page offers an Upgrade link instead of a bare error ("" when none would)."""
+
+    def __init__(self, message: str, *, upgrade_url: str = "") -> None:
+        super().__init__(message)
+        self.upgrade_url = upgrade_url
 
 
 @dataclass(frozen=True)
@@ -65,11 +72,12 @@ def _create_session(
     try:
         with transaction.atomic():
             account = billing.lock_account(user.pk)  # serializes Starts of one account
+            standing = standing_of(account)
+            check_plan(standing, instance_type)
+            limit = concurrent_session_limit(account, standing)
             active = TrainingSession.objects.filter(owner=user, status__in=ACTIVE, remote=False).count()
-            if active >= account.concurrent_session_limit:
-                raise StartRefused(
-                    "Another training session is active on your account. Stop it or wait for it to finish."
-                )
+            if active >= limit:
+                raise StartRefused(concurrency_refusal(limit))
             session = TrainingSession(
                 model=model,
                 owner=user,
@@ -96,6 +104,28 @@ def _create_session(
     except IntegrityError as error:  # one_active_session_per_model
         raise StartRefused("This model is already training.") from error
     return session
+
+
+def check_plan(standing: Standing, instance_type: InstanceType) -> None:
+    """Refuse Cloud Training the plan in force does not allow, with the upgrade link
+    (nothing is refused with plans off). Remote training never comes here: it is free."""
+    try:
+        check_cloud_training(standing, instance_type.pk, instance_type.name)
+    except PlanRefusal as refusal:
+        raise StartRefused(refusal.message, upgrade_url=refusal.upgrade_url) from refusal
+
+
+def check_plan_of(user: User, instance_type: InstanceType) -> None:
+    """``check_plan`` for ``user`` without the account lock: Pay Now asks it before any
+    card payment (the Start after payment asks again, under the lock)."""
+    check_plan(standing_of(billing.account_for(user)), instance_type)
+
+
+def concurrency_refusal(limit: int) -> str:
+    """Why one more Cloud Training session cannot start, for a limit of ``limit`` at once."""
+    if limit <= 1:
+        return "Another training session is active on your account. Stop it or wait for it to finish."
+    return f"{limit} training sessions are active on your account, the most it allows at once. Stop one or wait."
 
 
 def check_startable(model: YoloModel, instance_type: InstanceType) -> None:

@@ -34,13 +34,19 @@ from training.datasets.uri import dataset_uri
 from training.filenames import download_filename
 from training.forms import DatasetUploadForm, RenameForm, UploadLimitHandler
 from training.models import Dataset
+from training.storage import StorageQuotaExceeded, storage_quota, stored_bytes
 from training.views.downloads import stream_file
 
 
 @require_GET
 def dataset_list(request: AuthenticatedRequest) -> HttpResponse:
     datasets = Dataset.objects.filter(owner=request.user).annotate(model_count=Count("yolo_models"))
-    return render(request, "training/dataset_list.html", {"datasets": datasets})
+    context = {
+        "datasets": datasets,
+        "stored_bytes": stored_bytes(request.user),
+        "storage_quota": storage_quota(request.user),
+    }
+    return render(request, "training/dataset_list.html", context)
 
 
 @csrf_exempt  # the upload handler must be installed before CSRF reads the body; checked below
@@ -61,7 +67,13 @@ def _dataset_upload(request: AuthenticatedRequest) -> HttpResponse:
         form = DatasetUploadForm(request.POST, request.FILES)
         if form.is_valid():
             upload = form.cleaned_data["file"]
-            dataset = create_dataset(request.user, form.cleaned_data["name"], upload, task=form.cleaned_data["task"])
+            try:
+                dataset = create_dataset(
+                    request.user, form.cleaned_data["name"], upload, task=form.cleaned_data["task"]
+                )
+            except StorageQuotaExceeded as full:
+                form.add_error(None, full.message)
+                return _upload_form(request, form, status=413, upgrade_url=full.upgrade_url)
             url = reverse("training:dataset_detail", args=[dataset.uid])
             if request.htmx:
                 return HttpResponseClientRedirect(url)
@@ -72,9 +84,12 @@ def _dataset_upload(request: AuthenticatedRequest) -> HttpResponse:
     )
 
 
-def _upload_form(request: AuthenticatedRequest, form: DatasetUploadForm, *, status: int) -> HttpResponse:
+def _upload_form(
+    request: AuthenticatedRequest, form: DatasetUploadForm, *, status: int, upgrade_url: str = ""
+) -> HttpResponse:
     template = "training/dataset_upload.html#upload-form" if request.htmx else "training/dataset_upload.html"
-    return render(request, template, {"form": form, "upload_limit": _upload_limit()}, status=status)
+    context = {"form": form, "upload_limit": _upload_limit(), "upgrade_url": upgrade_url}
+    return render(request, template, context, status=status)
 
 
 def _upload_limit() -> str:

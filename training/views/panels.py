@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 
 from billing import services as billing
+from billing.plans.standing import PlanRefusal, Standing, check_cloud_training, concurrent_session_limit, standing_of
 from hubsite.models import User
 from training.forms import StartForm
 from training.models import Dataset, InstanceType, TrainingSession, YoloModel
 from training.presence import live_queues
+from training.sessions import concurrency_refusal
 from training.sessions.estimates import (
     EpochSeconds,
     Estimate,
@@ -29,6 +32,20 @@ class InstanceOption:
     instance_type: InstanceType
     online: bool
     epoch_seconds: EpochSeconds
+    needs_plan: str = ""  # the plan refuses this instance type: "needs Pro" (shown, and the radio disabled)
+
+
+@dataclass(frozen=True)
+class PlanAllowance:
+    """What the plan in force allows on the Train step (``_plan_allowance.html``);
+    None in the context when plans are off."""
+
+    standing: Standing
+    concurrent_sessions: int
+    instance_type_names: list[str]  # empty: every instance type offered
+    refusal: str  # why Cloud Training is refused right now ("" when it is allowed)
+    upgrade_url: str
+    overdue_until: datetime | None  # past_due within grace: when Cloud Training stops
 
 
 def latest_session(model: YoloModel) -> TrainingSession | None:
@@ -55,11 +72,17 @@ def start_context(user: User, model: YoloModel, form: StartForm | None = None) -
     form = form or StartForm(model=model, resuming=resuming)
     account = billing.account_for(user)
     available = account.balance_micros - account.held_micros
-    options = instance_options(model)
+    standing = standing_of(account)
+    options = _with_plan(standing, instance_options(model))
     chosen = _chosen(form, options)
     mode = _value(form, "mode") or TrainingSession.Mode.EPOCHS
-    blockers = start_blockers(user, model, chosen, mode, available)
+    limit = concurrent_session_limit(account, standing)
+    allowance = plan_allowance(standing, chosen, limit)
+    blockers = start_blockers(user, model, chosen, mode, available, limit=limit)
+    if allowance is not None and allowance.refusal:
+        blockers.insert(0, allowance.refusal)
     return {
+        "plan": allowance,
         "form": form,
         "resuming": resuming,
         "resume_from_epoch": model.epochs_completed + 1,
@@ -86,6 +109,48 @@ def instance_options(model: YoloModel) -> list[InstanceOption]:
     ]
 
 
+def plan_allowance(standing: Standing, chosen: InstanceOption | None, limit: int) -> PlanAllowance | None:
+    """The plan panel's facts, and why the chosen instance type is refused (None: plans off)."""
+    plan = standing.plan
+    if plan is None:
+        return None
+    refusal, upgrade_url = "", ""
+    if chosen is not None:
+        try:
+            check_cloud_training(standing, chosen.instance_type.pk, chosen.instance_type.name)
+        except PlanRefusal as refused:
+            refusal, upgrade_url = refused.message, refused.upgrade_url
+    elif not plan.allows_cloud_training:
+        nothing = PlanRefusal(f"Cloud Training is not part of your plan ({plan.name}).")
+        refusal, upgrade_url = nothing.message, nothing.upgrade_url
+    overdue_until = standing.grace_ends_at if standing.payment_overdue and not standing.grace_over else None
+    return PlanAllowance(
+        standing=standing,
+        concurrent_sessions=limit,
+        instance_type_names=[instance_type.name for instance_type in plan.instance_types.all()],
+        refusal=refusal,
+        upgrade_url=upgrade_url,
+        overdue_until=overdue_until,
+    )
+
+
+def _with_plan(standing: Standing, options: list[InstanceOption]) -> list[InstanceOption]:
+    """Mark the instance types a plan that allows Cloud Training leaves out ("needs Pro").
+    A plan without Cloud Training leaves every type selectable, so the estimate still
+    works; its panel says why Start is disabled."""
+    if standing.plan is None or not standing.plan.allows_cloud_training:
+        return options
+    marked = []
+    for option in options:
+        try:
+            check_cloud_training(standing, option.instance_type.pk, option.instance_type.name)
+        except PlanRefusal as refusal:
+            needs = refusal.message.split(":", 1)[0].removeprefix(option.instance_type.name).strip().removeprefix("is ")
+            option = replace(option, needs_plan=needs or "not in your plan")
+        marked.append(option)
+    return marked
+
+
 def _value(form: StartForm, name: str) -> Any:
     if form.is_bound:
         return form.data.get(name)
@@ -98,7 +163,9 @@ def _chosen(form: StartForm, options: list[InstanceOption]) -> InstanceOption | 
     for option in options:
         if str(option.instance_type.pk) == str(wanted_pk):
             return option
-    return next((option for option in options if option.online), options[0] if options else None)
+    usable = [option for option in options if not option.needs_plan]
+    fallback = (usable or options)[0] if options else None
+    return next((option for option in usable if option.online), fallback)
 
 
 def estimate(form: StartForm, model: YoloModel, chosen: InstanceOption | None, mode: str) -> Estimate | None:
@@ -124,14 +191,16 @@ def _int(value: Any) -> int:
 
 
 def start_blockers(
-    user: User, model: YoloModel, chosen: InstanceOption | None, mode: str, available_micros: int
+    user: User, model: YoloModel, chosen: InstanceOption | None, mode: str, available_micros: int, *, limit: int = 1
 ) -> list[str]:
-    """Why Start Training is disabled right now, in the user's words (empty: it is enabled)."""
+    """Why Start Training is disabled right now, in the user's words (empty: it is enabled).
+    ``limit``: Cloud Training sessions the account may run at once (the plan's)."""
     blockers = []
     if model.dataset.status != Dataset.Status.READY:
         blockers.append("The dataset is not ready.")
-    if TrainingSession.objects.filter(owner=user, status__in=TrainingSession.ACTIVE_STATUSES).exists():
-        blockers.append("Another training session is active on your account.")
+    active = TrainingSession.objects.filter(owner=user, status__in=TrainingSession.ACTIVE_STATUSES, remote=False)
+    if active.count() >= limit:
+        blockers.append(concurrency_refusal(limit))
     if chosen is None or not chosen.online:
         name = chosen.instance_type.name if chosen else "this instance type"
         blockers.append(f"No {name} worker is online right now.")

@@ -89,7 +89,7 @@ def start(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
             checkout = payments.open_pay_now(user, model, start_request)
         except (sessions.StartRefused, PayNowRefused, CheckoutUnavailable) as error:
             form.add_error(None, str(error))
-            return _panel_with_error(request, user, model, form)
+            return _panel_with_error(request, user, model, form, getattr(error, "upgrade_url", ""))
         return _redirect(request, checkout.url)
     try:
         if resuming and previous is not None:
@@ -98,16 +98,19 @@ def start(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
             sessions.start_session(user, model, start_request)
     except sessions.StartRefused as refusal:
         form.add_error(None, str(refusal))
-        return _panel_with_error(request, user, model, form)
+        return _panel_with_error(request, user, model, form, refusal.upgrade_url)
     if request.htmx:
         return render(request, f"{PANEL}#panel", panel_context(user, model))
     messages.success(request, "Training queued.")
     return redirect(_model_page(model))
 
 
-def _panel_with_error(request: AuthenticatedRequest, user: User, model: YoloModel, form: StartForm) -> HttpResponse:
-    """The form with its errors: in place of the panel (base.html lets htmx swap a 400), or as step 3's page."""
-    context = panel_context(user, model, form)
+def _panel_with_error(
+    request: AuthenticatedRequest, user: User, model: YoloModel, form: StartForm, upgrade_url: str = ""
+) -> HttpResponse:
+    """The form with its errors: in place of the panel (base.html lets htmx swap a 400), or as step 3's page.
+    ``upgrade_url``: the plan refused, so the error offers an Upgrade link beside its reason."""
+    context = {**panel_context(user, model, form), "upgrade_url": upgrade_url}
     if request.htmx:
         return render(request, f"{PANEL}#panel", context, status=400)
     page_context = {**context, "charts": model_charts(model), "step": 3}
@@ -126,7 +129,7 @@ def pay_now(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
     queued only once Stripe confirms the payment."""
     model = model_or_404(request, uid)
     form = PayNowForm(request.POST if request.method == "POST" else None)
-    context: dict[str, object] = {"model": model, "form": form, "error": ""}
+    context: dict[str, object] = {"model": model, "form": form, "error": "", "upgrade_url": ""}
     if request.method == "GET":
         return render(request, PAY_NOW_PAGE, context)
     if not form.is_valid():
@@ -135,6 +138,7 @@ def pay_now(request: AuthenticatedRequest, uid: uuid.UUID) -> HttpResponse:
         checkout = payments.open_pay_now(request.user, model, form.start_request())
     except (sessions.StartRefused, PayNowRefused) as refusal:
         context["error"] = str(refusal)
+        context["upgrade_url"] = getattr(refusal, "upgrade_url", "")
         return render(request, PAY_NOW_PAGE, context, status=400)
     except CheckoutUnavailable as error:
         context["error"] = str(error)

@@ -19,6 +19,7 @@ from hubsite.http import AuthenticatedRequest, owned_or_404
 from training.datasets import human_bytes
 from training.forms import WeightsUploadForm, WeightsUploadLimitHandler
 from training.models import WeightsUpload
+from training.storage import StorageQuotaExceeded
 from training.weights import create_weights_upload, delete_weights_upload
 
 
@@ -47,7 +48,11 @@ def _weights_upload(request: AuthenticatedRequest) -> HttpResponse:
     if not form.is_valid():
         return _upload_form(request, form, status=400)
     upload = form.cleaned_data["file"]
-    created = create_weights_upload(request.user, form.cleaned_data["name"], upload.name or "weights.pt", upload)
+    try:
+        created = create_weights_upload(request.user, form.cleaned_data["name"], upload.name or "weights.pt", upload)
+    except StorageQuotaExceeded as full:
+        form.add_error(None, full.message)
+        return _upload_form(request, form, status=413, upgrade_url=full.upgrade_url)
     url = reverse("training:weights_detail", args=[created.uid])
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -56,9 +61,11 @@ def _upload_context(form: WeightsUploadForm) -> dict[str, Any]:
     return {"form": form, "upload_limit": human_bytes(settings.WEIGHTS_MAX_UPLOAD_BYTES)}
 
 
-def _upload_form(request: AuthenticatedRequest, form: WeightsUploadForm, *, status: int) -> HttpResponse:
+def _upload_form(
+    request: AuthenticatedRequest, form: WeightsUploadForm, *, status: int, upgrade_url: str = ""
+) -> HttpResponse:
     template = "training/weights_upload.html#upload-form" if request.htmx else "training/weights_upload.html"
-    return render(request, template, _upload_context(form), status=status)
+    return render(request, template, {**_upload_context(form), "upgrade_url": upgrade_url}, status=status)
 
 
 @require_GET

@@ -12,6 +12,7 @@ from hubsite.jobs import send_on_commit
 from hubsite.models import User
 from training.datasets import delete_prefix, storage_put
 from training.models import WeightsUpload
+from training.storage import check_storage, lock_and_check_storage
 from training.weights.task import run_weights_check, upload_key, validate_weights
 
 NAME_MAX_LENGTH = 100
@@ -28,7 +29,9 @@ def create_weights_upload(
 ) -> WeightsUpload:
     """Store the uploaded file under the new upload's prefix and queue its check (or,
     with ``validate_now``, check it in this process before returning). The file goes to
-    storage first; if the row cannot be saved, the file is removed."""
+    storage first; if the row cannot be saved, the file is removed. Raises
+    ``StorageQuotaExceeded`` (nothing stored) when the plan's storage is full."""
+    check_storage(owner, getattr(data, "size", None) or 0)
     upload = WeightsUpload(
         owner=owner,
         name=name[:NAME_MAX_LENGTH],
@@ -40,6 +43,7 @@ def create_weights_upload(
         with transaction.atomic():
             upload.upload.name = key
             upload.size = default_storage.size(key)
+            lock_and_check_storage(owner, upload.size)
             upload.save()
             if not validate_now:
                 send_on_commit(validate_weights, upload.pk)

@@ -7,11 +7,14 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from billing import services
+from billing.models import Plan, PlanGrant
 from hubsite.models import User
 from training.datasets import create_demo_datasets
 
 DEMO_EMAIL = "demo@hubsite.local"
 DEMO_PASSWORD = "demo-password-123"  # noqa: S105 - the demo account is public by design
+DEMO_PLAN_SLUG = "pro"
+DEMO_GRANT_REASON = "demo account"
 
 
 class Command(BaseCommand):
@@ -23,6 +26,7 @@ class Command(BaseCommand):
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
         self._demo_credit(user)
+        self._demo_plan(user)
         self._demo_datasets(user)
         self._measure_catalogue()
         self.stdout.write(f"Demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}")
@@ -33,6 +37,17 @@ class Command(BaseCommand):
         if amount > 0:
             account = services.account_for(user)
             services.adjust(account.pk, amount, staff_user=None, reason="demo credit", reference="demo-credit")
+
+    def _demo_plan(self, user: User) -> None:
+        """Pro by a grant (no staff user: this command), so the demo trains in the cloud as
+        before plans existed; new sign-ups are on the default plan (Free). Granted once: a
+        grant staff changed afterwards is left alone."""
+        plan = Plan.objects.filter(slug=DEMO_PLAN_SLUG).first()
+        account = services.account_for(user)
+        if plan is None or PlanGrant.objects.filter(account=account, reason=DEMO_GRANT_REASON).exists():
+            return
+        PlanGrant.objects.create(account=account, plan=plan, reason=DEMO_GRANT_REASON, granted_by=None)
+        self.stdout.write(f"Demo plan: {plan.name} (granted)")
 
     def _demo_datasets(self, user: User) -> None:
         """Ready synthetic shapes datasets (training/datasets/synthetic.py), made and validated once."""
