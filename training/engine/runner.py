@@ -161,7 +161,8 @@ class RunState:
     lost: threading.Event = field(default_factory=threading.Event)
     out_of_balance: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None  # set by the epoch committer
-    cap_reached: SpendingCapInterrupt | None = None  # set by the heartbeat when growing a hold passes a cap
+    # (epoch, interruption): set by the heartbeat when growing that epoch's hold would pass a cap
+    cap_reached: tuple[int, SpendingCapInterrupt] | None = None
     committer: EpochCommitter | None = None
     running: RunningEpoch | None = None  # set by the training thread, its hold grown by the heartbeat
 
@@ -173,7 +174,11 @@ class RunState:
         if self.stop.is_set():
             raise StopRequested
         if self.cap_reached is not None:
-            raise self.cap_reached
+            epoch, interruption = self.cap_reached
+            if self.running is not None and self.running.epoch == epoch:
+                raise interruption
+            # That epoch ended within its hold (and is charged): the next epoch's hold decides.
+            self.cap_reached = None
         if self.out_of_balance.is_set():
             running = self.running
             raise balance_ran_out(running.epoch) if running else PauseForBalance()
@@ -255,7 +260,7 @@ class Heartbeat(threading.Thread):
             return
         except billing.SpendingCapReached as reached:
             if self.state.running is running:
-                self.state.cap_reached = cap_reached(running.epoch, reached, during=True)
+                self.state.cap_reached = (running.epoch, cap_reached(running.epoch, reached, during=True))
             return
         except Exception:
             logger.exception("growing the hold of epoch %s failed; retrying", running.epoch)
