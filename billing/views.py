@@ -1,19 +1,28 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
 from billing import reports, services
-from billing.forms import StatementForm
-from billing.models import Hold, LedgerLine
+from billing.forms import MonthlySpendingCapForm, StatementForm
+from billing.models import Account, Hold, LedgerLine
+from billing.money import format_usd, micros_to_usd
 from hubsite.http import AuthenticatedRequest, owned_or_404
 from training.models import YoloModel
 
+CAP_CARD = "billing/account.html#spending-cap"
 
-def _account_context(request: AuthenticatedRequest, statement_form: StatementForm) -> dict[str, object]:
+
+def _account_context(
+    request: AuthenticatedRequest, statement_form: StatementForm, cap_form: MonthlySpendingCapForm | None = None
+) -> dict[str, object]:
     account = services.account_for(request.user)
     lines = LedgerLine.objects.filter(account=account).select_related("created_by").order_by("-created_at", "-id")
     page = Paginator(lines, settings.BILLING_LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -22,16 +31,57 @@ def _account_context(request: AuthenticatedRequest, statement_form: StatementFor
         .select_related("session__model")
         .order_by("created_at")
     )
-    return {"account": account, "page": page, "holds": holds, "statement_form": statement_form}
+    return {
+        "account": account,
+        "page": page,
+        "holds": holds,
+        "statement_form": statement_form,
+        **_spending_cap_context(account, cap_form),
+    }
 
 
-@require_GET
+def _spending_cap_context(account: Account, form: MonthlySpendingCapForm | None = None) -> dict[str, object]:
+    cap = account.monthly_spending_cap_micros
+    initial = {"cap": micros_to_usd(cap).quantize(Decimal("0.01")) if cap is not None else None}
+    return {
+        "account": account,
+        "cap_form": form or MonthlySpendingCapForm(initial=initial),
+        "month_spend_micros": services.month_spend_micros(account),
+    }
+
+
+@require_http_methods(["GET", "POST"])
 def account(request: AuthenticatedRequest) -> HttpResponse:
-    """Balance, holds, the ledger (paginated; htmx swaps only the ledger), statements."""
+    """Balance, holds, the ledger (paginated; htmx swaps only the ledger), statements.
+    A POST sets or clears the monthly spending cap (htmx swaps only that card)."""
+    if request.method == "POST":
+        return _set_monthly_cap(request)
     context = _account_context(request, StatementForm(initial=StatementForm.initial_range()))
     if request.htmx:
         return render(request, "billing/account.html#ledger", context)
     return render(request, "billing/account.html", context)
+
+
+def _set_monthly_cap(request: AuthenticatedRequest) -> HttpResponse:
+    """Save the cap under the account lock (holds read it under the same lock); bad
+    input changes nothing and shows the field's error."""
+    form = MonthlySpendingCapForm(request.POST)
+    if not form.is_valid():
+        if request.htmx:
+            account = services.account_for(request.user)
+            return render(request, CAP_CARD, _spending_cap_context(account, form), status=400)
+        context = _account_context(request, StatementForm(initial=StatementForm.initial_range()), form)
+        return render(request, "billing/account.html", context, status=400)
+    with transaction.atomic():
+        account = services.lock_account(request.user.pk)
+        account.monthly_spending_cap_micros = form.cleaned_data["cap"]
+        account.save(update_fields=["monthly_spending_cap_micros", "updated_at"])
+    cap = account.monthly_spending_cap_micros
+    message = f"Monthly spending cap set to {format_usd(cap)}." if cap is not None else "Monthly spending cap removed."
+    if request.htmx:
+        return render(request, CAP_CARD, {**_spending_cap_context(account), "cap_saved": message})
+    messages.success(request, message)
+    return redirect("billing:account")
 
 
 @require_GET
