@@ -8,7 +8,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_POST
 
 from billing import reports, services
 from billing.forms import MonthlySpendingCapForm, StatementForm
@@ -50,21 +50,20 @@ def _spending_cap_context(account: Account, form: MonthlySpendingCapForm | None 
     }
 
 
-@require_http_methods(["GET", "POST"])
+@require_GET
 def account(request: AuthenticatedRequest) -> HttpResponse:
-    """Balance, holds, the ledger (paginated; htmx swaps only the ledger), statements.
-    A POST sets or clears the monthly spending cap (htmx swaps only that card)."""
-    if request.method == "POST":
-        return _set_monthly_cap(request)
+    """Balance, holds, the ledger (paginated; htmx swaps only the ledger), statements."""
     context = _account_context(request, StatementForm(initial=StatementForm.initial_range()))
     if request.htmx:
         return render(request, "billing/account.html#ledger", context)
     return render(request, "billing/account.html", context)
 
 
-def _set_monthly_cap(request: AuthenticatedRequest) -> HttpResponse:
-    """Save the cap under the account lock (holds read it under the same lock); bad
-    input changes nothing and shows the field's error."""
+@require_POST
+def monthly_spending_cap(request: AuthenticatedRequest) -> HttpResponse:
+    """Set the account's monthly spending cap, or clear it (an empty amount); htmx swaps
+    only its card. Saved under the account lock (holds read it under the same lock);
+    bad input changes nothing and shows the field's error."""
     form = MonthlySpendingCapForm(request.POST)
     if not form.is_valid():
         if request.htmx:

@@ -47,7 +47,7 @@ def test_the_billing_page_shows_the_months_spend_against_the_cap(owner_client: C
 
 def test_the_monthly_cap_is_set_and_cleared_by_htmx(owner_client: Client, user: User) -> None:
     fund(user)
-    url = reverse("billing:account")
+    url = reverse("billing:monthly_spending_cap")
 
     saved = owner_client.post(url, {"cap": "12.50"}, headers=HTMX)
 
@@ -66,7 +66,7 @@ def test_a_bad_monthly_cap_changes_nothing(owner_client: Client, user: User, typ
     fund(user)
     set_monthly_cap(user, 3_000_000)
 
-    response = owner_client.post(reverse("billing:account"), {"cap": typed}, headers=HTMX)
+    response = owner_client.post(reverse("billing:monthly_spending_cap"), {"cap": typed}, headers=HTMX)
 
     assert response.status_code == 400
     assert 'class="errorlist' in response.content.decode()
@@ -78,7 +78,11 @@ def test_the_monthly_cap_form_needs_the_csrf_token(user: User) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
 
-    response = client.post(reverse("billing:account"), {"cap": "5"}, headers=HTMX)
+    response = client.post(reverse("billing:monthly_spending_cap"), {"cap": "5"}, headers=HTMX)
 
     assert response.status_code == 403
     assert Account.objects.get(user=user).monthly_spending_cap_micros is None
+
+
+def test_the_monthly_cap_url_takes_only_posts(owner_client: Client) -> None:
+    assert owner_client.get(reverse("billing:monthly_spending_cap")).status_code == 405
