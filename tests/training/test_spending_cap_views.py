@@ -146,3 +146,23 @@ def test_a_timed_start_whose_prepayment_passes_the_monthly_cap_is_refused(
     assert escape("This would pass this month's spending cap of US$0.10") in text(response)
     assert not TrainingSession.objects.filter(model=model).exists()
     assert not LedgerLine.objects.filter(kind=LedgerLine.Kind.TIMED_PREPAYMENT).exists()
+
+
+def test_the_panel_says_why_a_capped_session_stopped_or_paused(
+    owner_client: Client, user: User, model: YoloModel
+) -> None:
+    detail = "Stopped before epoch 2: it would pass this session's spending cap of US$0.50 (US$0.45 spent)."
+    stopped = make_session(user, model=model, instance_type=cpu_instance(), status=Status.STOPPED)
+    TrainingSession.objects.filter(pk=stopped.pk).update(status_detail=detail)
+    panel = reverse("training:train_panel", kwargs={"uid": model.uid})
+    assert escape(detail) in text(owner_client.get(panel))
+
+    paused = (
+        "Paused before epoch 2: this month's spending cap of US$9.00 is reached. "
+        "Raise it on the Billing page, then Resume."
+    )
+    TrainingSession.objects.filter(pk=stopped.pk).update(status=Status.PAUSED, status_detail=paused)
+    body = text(owner_client.get(panel))
+    assert escape(paused) in body
+    assert "A top-up does not resume it." in body
+    assert "your balance does not cover the next epoch" not in body
