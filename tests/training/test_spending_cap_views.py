@@ -3,6 +3,7 @@ monthly cap at Start, and the Billing page's monthly cap form (issue 16)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,10 +12,10 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from billing import services
-from billing.models import Account, LedgerLine
+from billing.models import Account, CheckoutSession, LedgerLine
 from hubsite.models import User
 from tests.factories import WORKER, cpu_instance, fund, make_session
-from training import sessions
+from training import payments, sessions
 from training.models import TrainingSession, YoloModel
 
 Status = TrainingSession.Status
@@ -166,3 +167,16 @@ def test_the_panel_says_why_a_capped_session_stopped_or_paused(
     assert escape(paused) in body
     assert "A top-up does not resume it." in body
     assert "your balance does not cover the next epoch" not in body
+
+
+def test_pay_now_is_refused_before_the_card_when_its_price_would_pass_the_monthly_cap(
+    user: User, model: YoloModel, cpu_online: None
+) -> None:
+    services.account_for(user)
+    set_monthly_cap(user, 150_000)  # an hour on the CPU type costs US$0.20
+    request = sessions.StartRequest(instance_type=cpu_instance(), mode="timed", time_budget_seconds=3600)
+
+    with pytest.raises(sessions.StartRefused, match=re.escape("would pass this month's spending cap of US$0.15")):
+        payments.open_pay_now(user, model, request)
+
+    assert not CheckoutSession.objects.exists()
