@@ -55,6 +55,7 @@ class SessionOut(Schema):
     estimated_high_micros: int | None
     estimated_to_finish_micros: int | None
     resume_after_top_up: bool
+    spending_cap_micros: int | None  # the session's own spending cap (Epochs mode); None: no cap
     resumed_from_id: int | None
     created_at: datetime
     started_at: datetime | None
@@ -89,6 +90,7 @@ def session_out(session: TrainingSession) -> SessionOut:
         estimated_high_micros=session.estimated_high_micros,
         estimated_to_finish_micros=progress.estimated_to_finish_micros,
         resume_after_top_up=session.resume_after_top_up,
+        spending_cap_micros=session.spending_cap_micros,
         resumed_from_id=session.resumed_from_id,
         created_at=session.created_at,
         started_at=session.training_started_at,

@@ -12,6 +12,45 @@ from billing.money import usd_to_micros
 
 MAX_ADJUSTMENT_USD = Decimal("100000")
 MAX_STATEMENT_DAYS = 3660
+MAX_SPENDING_CAP_USD = Decimal("100000")
+
+
+def spending_cap_micros(amount: Decimal) -> int:
+    """A spending cap typed in US dollars, as micro-dollars: above zero, whole cents, at
+    most US$100,000 (a typo guard, not a policy). Raises ValueError with the message to
+    show; the web forms and the API share it so they refuse the same input."""
+    if not amount.is_finite() or amount <= 0:
+        raise ValueError("Enter an amount above zero in US dollars, or leave it empty for no cap.")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValueError("Enter the cap in whole cents (at most two decimals).")
+    if amount > MAX_SPENDING_CAP_USD:
+        raise ValueError("A spending cap is at most US$100,000.")
+    return usd_to_micros(amount)
+
+
+class SpendingCapField(forms.DecimalField):
+    """An optional spending cap in US dollars; cleans to micro-dollars, or None (no cap)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_digits", 12)
+        super().__init__(**kwargs)
+        self.widget.attrs.update({"min": "0.01", "step": "0.01", "inputmode": "decimal"})
+
+    def clean(self, value: Any) -> int | None:
+        amount: Decimal | None = super().clean(value)
+        if amount is None:
+            return None
+        try:
+            return spending_cap_micros(amount)
+        except ValueError as error:
+            raise forms.ValidationError(str(error), code="invalid_cap") from None
+
+
+class MonthlySpendingCapForm(forms.Form):
+    """The Billing page: set this account's monthly spending cap, or clear it (empty)."""
+
+    cap = SpendingCapField(label="Monthly spending cap (US$)", help_text="Leave empty for no cap.")
 
 
 class StatementForm(forms.Form):

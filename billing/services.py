@@ -66,6 +66,50 @@ class InsufficientBalance(Exception):
         super().__init__(f"Your available balance is {format_usd(shown)} short to {needed_for}. Top up and try again.")
 
 
+class SpendingCapReached(Exception):
+    """A hold or prepayment would pass a spending cap the user set; nothing was held or
+    charged. A top-up does not help: only a higher cap (or none) does."""
+
+    def __init__(self, message: str, *, cap_micros: int, spent_micros: int) -> None:
+        super().__init__(message)
+        self.cap_micros = cap_micros
+        self.spent_micros = spent_micros
+
+
+class SessionCapReached(SpendingCapReached):
+    """The session's charges and open holds would pass its own cap: the session stops."""
+
+    def __init__(self, *, cap_micros: int, spent_micros: int) -> None:
+        super().__init__(
+            f"It would pass this session's spending cap of {format_usd(cap_micros)} "
+            f"({format_usd(spent_micros)} spent).",
+            cap_micros=cap_micros,
+            spent_micros=spent_micros,
+        )
+
+
+class MonthlyCapReached(SpendingCapReached):
+    """This calendar month's (UTC) spend would pass the account's monthly cap."""
+
+    def __init__(self, *, cap_micros: int, spent_micros: int, needed_micros: int = 0) -> None:
+        if needed_micros:
+            message = (
+                f"This would pass this month's spending cap of {format_usd(cap_micros)} "
+                f"({format_usd(spent_micros)} spent, {format_usd(needed_micros)} more needed). "
+                "Raise it on the Billing page and try again."
+            )
+        else:
+            message = (
+                f"This month's spending cap of {format_usd(cap_micros)} is reached "
+                f"({format_usd(spent_micros)} spent). Raise it on the Billing page and try again."
+            )
+        super().__init__(message, cap_micros=cap_micros, spent_micros=spent_micros)
+
+
+# Why billing_hold_epoch refused a hold (it returns the amount held otherwise).
+_REFUSED_FOR_BALANCE, _REFUSED_FOR_SESSION_CAP, _REFUSED_FOR_MONTHLY_CAP = -1, -2, -3
+
+
 # --- prices ---------------------------------------------------------------------------
 
 
@@ -120,6 +164,40 @@ def lock_account(user_id: int) -> Account:
     return account
 
 
+def month_spend_micros(account: Account) -> int:
+    """What the account spent on training this calendar month (UTC): epoch charges and
+    Timed prepayments less Timed refunds since the month began, plus every open hold.
+    The PostgreSQL function ``billing_month_spend_micros`` decides it, the same one
+    ``hold_epoch`` checks against the monthly cap."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT billing_month_spend_micros(%s, clock_timestamp())", [account.pk])
+        return int(cursor.fetchone()[0] or 0)
+
+
+def require_within_monthly_cap(account: Account, needed_micros: int = 0) -> None:
+    """Start and Resume: refused when the month's spend has reached the account's cap
+    (``needed_micros`` 0, Epochs mode: each hold is checked as it comes) or would pass
+    it with ``needed_micros`` more (a Timed prepayment). Call it with the account
+    row locked (``lock_account``) so that no hold slips in between."""
+    cap = account.monthly_spending_cap_micros
+    if cap is None:
+        return
+    spent = month_spend_micros(account)
+    if spent + needed_micros > cap or (not needed_micros and spent >= cap):
+        raise MonthlyCapReached(cap_micros=cap, spent_micros=spent, needed_micros=needed_micros)
+
+
+def session_spend_micros(session_id: int) -> int:
+    """A session's epoch charges plus its open holds: what its spending cap bounds."""
+    charged = LedgerLine.objects.filter(kind=Kind.EPOCH_CHARGE, session_id=session_id).aggregate(
+        total=Sum("amount_micros")
+    )["total"]
+    held = Hold.objects.filter(session_id=session_id, status=Hold.Status.OPEN).aggregate(total=Sum("amount_micros"))[
+        "total"
+    ]
+    return -int(charged or 0) + int(held or 0)
+
+
 def require_start_balance(account: Account) -> None:
     """Epochs mode: Start and Resume need ``BILLING_MIN_START_BALANCE_MICROS`` available."""
     minimum: int = settings.BILLING_MIN_START_BALANCE_MICROS
@@ -136,7 +214,9 @@ def require_start_balance(account: Account) -> None:
 def hold_epoch(session_id: int, epoch: int, *, worker_id: str, at_least_micros: int | None = None) -> int | None:
     """Reserve money for ``epoch`` of a session this worker runs (its own transaction,
     or the caller's); returns the amount now held for it, or None when the available
-    balance cannot cover it (no hold is opened or grown: the engine pauses).
+    balance cannot cover it (no hold is opened or grown: the engine pauses). Raises
+    SessionCapReached (the engine stops the session) or MonthlyCapReached (it pauses)
+    when the new amount would pass a spending cap; nothing is held then either.
 
     Without ``at_least_micros`` it opens the epoch's hold at its expected cost (before
     the epoch starts); with it, it grows the open hold to at least that much (while
@@ -150,6 +230,14 @@ def hold_epoch(session_id: int, epoch: int, *, worker_id: str, at_least_micros: 
     if held is None:  # the owner has no account yet
         _account_of_session_owner(session_id)
         return hold_epoch(session_id, epoch, worker_id=worker_id, at_least_micros=at_least_micros)
+    if held == _REFUSED_FOR_SESSION_CAP:
+        cap = TrainingSession.objects.values_list("spending_cap_micros", flat=True).get(pk=session_id)
+        raise SessionCapReached(cap_micros=int(cap or 0), spent_micros=session_spend_micros(session_id))
+    if held == _REFUSED_FOR_MONTHLY_CAP:
+        account = Account.objects.get(user__training_sessions=session_id)
+        raise MonthlyCapReached(
+            cap_micros=int(account.monthly_spending_cap_micros or 0), spent_micros=month_spend_micros(account)
+        )
     return None if held < 0 else int(held)
 
 
@@ -217,7 +305,8 @@ def prepay_timed(session: TrainingSession) -> LedgerLine:
 
     Runs inside the caller's transaction (the Start, or the Stripe Pay Now webhook
     right after its top-up) and locks the account. Idempotent per session. Raises
-    InsufficientBalance when the available balance cannot pay."""
+    InsufficientBalance when the available balance cannot pay, MonthlyCapReached
+    when the price would take this month's spend past the account's cap."""
     if session.mode != TrainingSession.Mode.TIMED or not session.time_budget_seconds:
         raise ValueError("only a Timed session with a time budget is prepaid")
     with transaction.atomic():
@@ -227,6 +316,7 @@ def prepay_timed(session: TrainingSession) -> LedgerLine:
             return existing
         price_per_hour = session.price_per_hour_micros
         price = timed_price_micros(session.time_budget_seconds, price_per_hour)
+        require_within_monthly_cap(account, price)
         available = account.balance_micros - account.held_micros
         if available < price:
             raise InsufficientBalance(price - available, needed_for="pay for this Timed session")

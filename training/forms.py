@@ -15,11 +15,13 @@ from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest, QueryDict
 from django.utils.datastructures import MultiValueDict
 
+from billing.forms import SpendingCapField
 from hubsite.models import User
 from training import catalogue
 from training.datasets import human_bytes, upload_too_large_message
 from training.models import Dataset, InstanceType, TrainingSession, YoloModel
 from training.sessions import StartRequest
+from training.sessions.starting import SESSION_CAP_EPOCHS_ONLY
 from training.weights import StartWeights, create_model, has_local_weights, start_options, weights_path
 
 NAME_HELP = "Up to 100 characters."
@@ -345,6 +347,10 @@ class StartForm(forms.Form):
     resume_after_top_up = forms.BooleanField(
         required=False, label="If the balance runs out, resume automatically after my next top-up"
     )
+    spending_cap = SpendingCapField(
+        label="Spending cap for this session (US$)",
+        help_text="Epochs mode: training stops before an epoch that would pass it. Leave empty for no cap.",
+    )
 
     def __init__(self, *args: Any, model: YoloModel, resuming: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -373,6 +379,8 @@ class StartForm(forms.Form):
             if cleaned.get("payment") == self.PAY_NOW:
                 self.add_error("payment", "Pay now is for Timed training; Epochs mode bills your balance per epoch.")
         elif mode == TrainingSession.Mode.TIMED:
+            if cleaned.get("spending_cap") is not None:
+                self.add_error("spending_cap", SESSION_CAP_EPOCHS_ONLY)
             seconds = self.time_budget_seconds(cleaned)
             if not MIN_TIMED_SECONDS <= seconds <= MAX_TIMED_SECONDS:
                 self.add_error("hours", "Choose between 5 minutes and 7 days.")
@@ -395,7 +403,18 @@ class StartForm(forms.Form):
             target_epochs=None if timed else cleaned["epochs"],
             time_budget_seconds=self.time_budget_seconds(cleaned) if timed else None,
             resume_after_top_up=bool(cleaned.get("resume_after_top_up")) and not timed,
+            spending_cap_micros=None if timed else cleaned.get("spending_cap"),
         )
+
+    @property
+    def chosen_spending_cap_micros(self) -> int | None:
+        """The session cap typed so far when it is valid (the estimate area shows it), else None."""
+        if not self.is_bound:
+            return None
+        try:
+            return self.fields["spending_cap"].clean(self.data.get("spending_cap"))  # type: ignore[no-any-return]
+        except forms.ValidationError:
+            return None
 
     @property
     def pays_now(self) -> bool:

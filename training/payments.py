@@ -13,6 +13,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
+from billing import services as billing
 from billing.models import CheckoutSession
 from billing.signals import StartRefusedAfterPayment, pay_now_paid, pay_now_taken_back
 from billing.stripe.checkout import create_pay_now_checkout
@@ -31,6 +32,7 @@ def open_pay_now(user: User, model: YoloModel, request: sessions.StartRequest) -
         raise ValueError("Pay Now is for Timed sessions with a time budget")
     sessions.check_startable(model, request.instance_type)
     sessions.check_plan_of(user, request.instance_type)  # the plan, before any card payment
+    _require_within_monthly_cap(user, request.instance_type, request.time_budget_seconds)
     return create_pay_now_checkout(
         user,
         model,
@@ -38,6 +40,16 @@ def open_pay_now(user: User, model: YoloModel, request: sessions.StartRequest) -
         time_budget_seconds=request.time_budget_seconds,
         target_epochs=request.target_epochs,
     )
+
+
+def _require_within_monthly_cap(user: User, instance_type: InstanceType, seconds: int) -> None:
+    """Refuse before the card is charged what the monthly spending cap would refuse
+    after (the Start that the payment triggers checks again, under the account lock)."""
+    price = billing.timed_price_micros(seconds, instance_type.price_per_hour_micros)
+    try:
+        billing.require_within_monthly_cap(billing.account_for(user), price)
+    except billing.MonthlyCapReached as error:
+        raise sessions.StartRefused(str(error)) from error
 
 
 @receiver(pay_now_paid, dispatch_uid="training-start-paid-session")

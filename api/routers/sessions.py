@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Literal
 
 from django.db import IntegrityError, transaction
@@ -42,7 +43,12 @@ FORM_FIELD_NAMES = {
     "days": "time_budget_seconds",
     "hours": "time_budget_seconds",
     "minutes": "time_budget_seconds",
+    "spending_cap": "spending_cap_usd",
 }
+SPENDING_CAP_DESCRIPTION = (
+    "Epochs mode: stop before an epoch that would take this session's charges past this many US dollars "
+    "(above zero, whole cents, at most 100000); omit for no cap"
+)
 
 
 class InstanceTypeOut(Schema):
@@ -63,6 +69,7 @@ class TrainIn(Schema):
     time_budget_seconds: int | None = Field(None, ge=0, description="Timed mode: whole minutes, 5 min to 7 days")
     instance_type: str = Field(max_length=40, description="An instance type's slug (GET /instance-types)")
     resume_after_top_up: bool = False
+    spending_cap_usd: Decimal | None = Field(None, description=SPENDING_CAP_DESCRIPTION)
 
 
 class StartIn(TrainIn):
@@ -75,6 +82,7 @@ class ResumeIn(Schema):
     time_budget_seconds: int | None = Field(None, ge=0)
     instance_type: str | None = Field(None, max_length=40, description="The stopped session's if omitted")
     resume_after_top_up: bool = False
+    spending_cap_usd: Decimal | None = Field(None, description=SPENDING_CAP_DESCRIPTION)
 
 
 # --- instance types --------------------------------------------------------------------
@@ -167,6 +175,7 @@ def resume(request: HttpRequest, response: HttpResponse, session_id: int, body: 
         time_budget_seconds=body.time_budget_seconds,
         instance_type=body.instance_type or previous.instance_type.slug,
         resume_after_top_up=body.resume_after_top_up,
+        spending_cap_usd=body.spending_cap_usd,
     )
 
     def begin(start_request: sessions.StartRequest) -> TrainingSession:
@@ -253,6 +262,7 @@ def _form_data(model: YoloModel, body: TrainIn) -> dict[str, Any]:
         "instance_type": "" if offered is None else str(offered),
         "payment": StartForm.BALANCE,
         "resume_after_top_up": body.resume_after_top_up,
+        "spending_cap": "" if body.spending_cap_usd is None else str(body.spending_cap_usd),
     }
     if body.mode == "epochs" and body.epochs is None:
         data["epochs"] = str(StartForm(model=model).fields["epochs"].initial)  # what the form offers
@@ -268,12 +278,15 @@ def _form_data(model: YoloModel, body: TrainIn) -> dict[str, Any]:
 def _refused(refusal: sessions.StartRefused, request: HttpRequest) -> ApiError:
     """The web's refusal, with a stable code: 403 ``plan_required`` when the plan does not
     allow it (with the Plans page's address, "" when no plan would), 402 when the
-    balance is short, else 409."""
+    balance is short, else 409 (``spending_cap_reached`` when the monthly spending cap
+    refuses it)."""
     if isinstance(refusal.__cause__, PlanRefusal):
         upgrade_url = request.build_absolute_uri(refusal.upgrade_url) if refusal.upgrade_url else ""
         return ApiError(403, "plan_required", str(refusal), upgrade_url=upgrade_url)
     if isinstance(refusal.__cause__, billing.InsufficientBalance):
         return ApiError(402, "insufficient_balance", str(refusal))
+    if isinstance(refusal.__cause__, billing.SpendingCapReached):
+        return ApiError(409, "spending_cap_reached", str(refusal))
     if isinstance(refusal.__cause__, IntegrityError):
         return ApiError(409, "already_training", str(refusal))
     return ApiError(409, "start_refused", str(refusal))

@@ -1,8 +1,11 @@
 -- billing_hold_epoch: reserve money for one epoch (billing.services.hold_epoch).
 -- Locks the session owner's account first, then requires the session to be active on
 -- p_worker_id (else SQLSTATE HS403). Opens the epoch's hold at its expected cost, or
--- grows an open hold to at least p_at_least. Returns the amount now held; -1 when the
--- available balance cannot cover it (nothing changes); for an epoch already charged,
+-- grows an open hold to at least p_at_least. Returns the amount now held, or, when the
+-- new amount is refused (nothing changes), why: -2 when the session's charges and open
+-- holds would pass its spending cap, -3 when the month's spend would pass the account's
+-- monthly cap (billing_month_spend_micros), -1 when the available balance cannot cover
+-- it; checked in that order (docs/billing.md, "Spending caps"). For an epoch already charged,
 -- its captured hold or its charge; 0 for a Timed session; NULL when the owner has no
 -- account yet.
 --
@@ -24,6 +27,8 @@ DECLARE
     v_instance_type_id bigint;
     v_reference_seconds integer;
     v_now timestamptz;
+    v_session_cap bigint;
+    v_month_cap bigint;
 
     v_hold_id bigint;
     v_hold_status text;
@@ -34,9 +39,10 @@ DECLARE
 BEGIN
     
     SELECT a.id, a.balance_micros, a.held_micros, s.mode, s.price_per_hour_micros,
-           s.model_id, s.instance_type_id, t.reference_epoch_seconds
+           s.model_id, s.instance_type_id, t.reference_epoch_seconds, s.spending_cap_micros,
+           a.monthly_spending_cap_micros
       INTO v_account_id, v_balance, v_held, v_session_mode, v_price_per_hour, v_model_id, v_instance_type_id,
-           v_reference_seconds
+           v_reference_seconds, v_session_cap, v_month_cap
       FROM billing_account a
       JOIN training_trainingsession s ON s.owner_id = a.user_id
       JOIN training_instancetype t ON t.id = s.instance_type_id
@@ -81,6 +87,18 @@ BEGIN
         v_extra := v_wanted - v_hold_amount;
     ELSE
         v_extra := v_wanted;
+    END IF;
+    IF v_session_cap IS NOT NULL AND v_extra > v_session_cap - (
+        SELECT COALESCE(SUM(h.amount_micros), 0) FROM billing_hold h
+         WHERE h.session_id = p_session_id AND h.status = 'open'
+    ) - (
+        SELECT COALESCE(-SUM(l.amount_micros), 0) FROM billing_ledgerline l
+         WHERE l.kind = 'epoch_charge' AND l.session_id = p_session_id
+    ) THEN
+        RETURN -2;  -- the session stops: a top-up would not help
+    END IF;
+    IF v_month_cap IS NOT NULL AND v_extra > v_month_cap - billing_month_spend_micros(v_account_id, v_now) THEN
+        RETURN -3;  -- the session pauses until the cap is raised
     END IF;
     IF v_balance - v_held < v_extra THEN
         RETURN -1;

@@ -3,13 +3,15 @@
 The trainer's callbacks do the platform's work at the epoch boundaries:
 
 - ``on_train_epoch_start``: stop/ownership check, then hold the epoch's expected
-  cost (Epochs mode); a refused hold pauses the session before the epoch starts.
+  cost (Epochs mode); a refused hold pauses the session before the epoch starts
+  (balance, monthly spending cap), or stops it (the session's own spending cap).
 - ``on_train_batch_end`` and ``on_val_batch_end``: stop/ownership/balance check,
   from flags the heartbeat thread sets, so a batch costs no query. Raising here
   ends ``train()`` at once and leaves the previous epoch's ``last.pt`` resumable
   (ultralytics saved it before this epoch began). The heartbeat also grows the
   running epoch's hold, a step ahead of its cost; when the balance cannot cover
-  the next step it raises the flag, and the session pauses with the unfinished
+  the next step (or a spending cap refuses it) it raises the flag, and the
+  session pauses (stops, for the session's cap) with the unfinished
   epoch unbilled.
 - ``on_model_save``: the epoch's billed wall time ends here (train + validation +
   save); its cost must be held (the hold is grown now if the heartbeat lagged, or
@@ -44,6 +46,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing import services as billing
+from billing.money import format_usd
 from training import sessions, task_metrics
 from training.catalogue import shipped_architectures
 from training.datasets import local_copy
@@ -80,6 +83,38 @@ def balance_ran_out(epoch: int) -> PauseForBalance:
 
 class OwnershipLost(SessionInterrupted):
     pass
+
+
+class SpendingCapInterrupt(SessionInterrupted):
+    """A hold was refused for a spending cap the user set; ``detail`` says which."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class StopForSessionCap(SpendingCapInterrupt):
+    """The session's own cap: it stops (a top-up would not help; Resume with a new cap)."""
+
+
+class PauseForMonthlyCap(SpendingCapInterrupt):
+    """The account's monthly cap: it pauses, and a top-up does not resume it."""
+
+
+def cap_reached(epoch: int, reached: billing.SpendingCapReached, *, during: bool) -> SpendingCapInterrupt:
+    """The interruption for a hold refused for a cap, before ``epoch`` started or while it ran
+    (then the unfinished epoch is not charged, as when the balance runs out)."""
+    when = f"during epoch {epoch}" if during else f"before epoch {epoch}"
+    unbilled = " The unfinished epoch is not charged." if during else ""
+    cap, spent = format_usd(reached.cap_micros), format_usd(reached.spent_micros)
+    if isinstance(reached, billing.SessionCapReached):
+        return StopForSessionCap(
+            f"Stopped {when}: it would pass this session's spending cap of {cap} ({spent} spent).{unbilled}"
+        )
+    return PauseForMonthlyCap(
+        f"Paused {when}: this month's spending cap of {cap} is reached.{unbilled} "
+        "Raise it on the Billing page, then Resume."
+    )
 
 
 class LogTail(logging.Handler):
@@ -126,6 +161,8 @@ class RunState:
     lost: threading.Event = field(default_factory=threading.Event)
     out_of_balance: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None  # set by the epoch committer
+    # (epoch, interruption): set by the heartbeat when growing that epoch's hold would pass a cap
+    cap_reached: tuple[int, SpendingCapInterrupt] | None = None
     committer: EpochCommitter | None = None
     running: RunningEpoch | None = None  # set by the training thread, its hold grown by the heartbeat
 
@@ -136,6 +173,12 @@ class RunState:
             raise OwnershipLost
         if self.stop.is_set():
             raise StopRequested
+        if self.cap_reached is not None:
+            epoch, interruption = self.cap_reached
+            if self.running is not None and self.running.epoch == epoch:
+                raise interruption
+            # That epoch ended within its hold (and is charged): the next epoch's hold decides.
+            self.cap_reached = None
         if self.out_of_balance.is_set():
             running = self.running
             raise balance_ran_out(running.epoch) if running else PauseForBalance()
@@ -214,6 +257,10 @@ class Heartbeat(threading.Thread):
             held = self.state.hold(running.epoch, wanted)
         except OwnershipLost:
             self.state.lost.set()
+            return
+        except billing.SpendingCapReached as reached:
+            if self.state.running is running:
+                self.state.cap_reached = (running.epoch, cap_reached(running.epoch, reached, during=True))
             return
         except Exception:
             logger.exception("growing the hold of epoch %s failed; retrying", running.epoch)
@@ -350,14 +397,27 @@ class EpochCallbacks:
         self.state.check()
         started = time.monotonic()
         if self.bills_per_epoch:
-            held = self.state.hold(epoch)
-            if held is None:
-                self.committer.drain()  # the previous epoch's hold may still be open: settle it, then ask again
-                held = self.state.hold(epoch)
-            if held is None:
-                raise PauseForBalance
-            self.state.running = RunningEpoch(epoch, started, held)
+            self.state.running = RunningEpoch(epoch, started, self.open_hold(epoch))
         self.started[epoch] = (started, timezone.now())
+
+    def open_hold(self, epoch: int) -> int:
+        """Hold the epoch's expected cost before it starts, or interrupt: a pause when
+        the balance or the monthly cap refuses it, a stop for the session's cap. A
+        refusal is asked again once after the previous epoch is settled (its hold may
+        still be open, above its actual charge)."""
+        for last_try in (False, True):
+            try:
+                held = self.state.hold(epoch)
+            except billing.SpendingCapReached as reached:
+                if last_try:
+                    raise cap_reached(epoch, reached, during=False) from reached
+            else:
+                if held is not None:
+                    return held
+                if last_try:
+                    raise PauseForBalance
+            self.committer.drain()
+        raise AssertionError("unreachable")
 
     def on_train_batch_end(self, trainer: Any) -> None:
         self.state.check()
@@ -387,7 +447,13 @@ class EpochCallbacks:
         heartbeat keeps it a step ahead, so this rarely queries), or pause and leave
         the epoch unbilled when the balance cannot cover it."""
         cost = billing.epoch_cost_micros(running.elapsed_ms(ended), self.state.price_per_hour_micros)
-        if cost > running.held_micros and self.state.hold(running.epoch, cost) is None:
+        if cost <= running.held_micros:
+            return
+        try:
+            held = self.state.hold(running.epoch, cost)
+        except billing.SpendingCapReached as reached:
+            raise cap_reached(running.epoch, reached, during=True) from reached
+        if held is None:
             raise balance_ran_out(running.epoch)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
@@ -479,6 +545,14 @@ def run_session(session_id: int, worker_id: str) -> None:
             raise
     except StopRequested:
         sessions.finish(session_id, worker_id, TrainingSession.Status.STOPPED, detail="Stopped", log_tail=log.text())
+    except SpendingCapInterrupt as reached:
+        log.add(f"[hubsite] {reached.detail}")
+        status = TrainingSession.Status.STOPPED
+        if isinstance(reached, PauseForMonthlyCap):
+            status = TrainingSession.Status.PAUSED  # a top-up does not help: never resumed by one
+        sessions.finish(
+            session_id, worker_id, status, detail=reached.detail[:200], log_tail=log.text(), resume_after_top_up=False
+        )
     except PauseForBalance as pause:
         log.add(f"[hubsite] {pause.detail}")
         sessions.finish(

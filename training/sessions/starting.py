@@ -26,6 +26,11 @@ RESUMABLE = (Status.STOPPED, Status.PAUSED, Status.FAILED)
 TRAIN_SESSION_ACTOR = "train_session"
 
 
+SESSION_CAP_EPOCHS_ONLY = (
+    "A spending cap per session applies to Epochs mode only: a Timed session is bounded by its prepayment."
+)
+
+
 class StartRefused(Exception):
     """Start or Resume cannot happen; the message says why, in the user's words.
     ``upgrade_url``: where a better plan (or paying an overdue one) would allow it, so
@@ -43,6 +48,7 @@ class StartRequest:
     target_epochs: int | None = None  # None: the model's own target
     time_budget_seconds: int | None = None  # Timed mode only
     resume_after_top_up: bool = False
+    spending_cap_micros: int | None = None  # Epochs mode only: the session stops before passing it
 
 
 def start_session(user: User, model: YoloModel, request: StartRequest) -> TrainingSession:
@@ -64,6 +70,8 @@ def _create_session(
 ) -> TrainingSession:
     instance_type = request.instance_type
     check_startable(model, instance_type)
+    if request.spending_cap_micros is not None and request.mode != TrainingSession.Mode.EPOCHS:
+        raise StartRefused(SESSION_CAP_EPOCHS_ONLY)
     target = request.target_epochs or model.target_epochs
     if request.mode == TrainingSession.Mode.EPOCHS and target <= model.epochs_completed:
         raise StartRefused(
@@ -89,6 +97,7 @@ def _create_session(
                 start_epoch=model.epochs_completed,
                 resume_after_top_up=request.resume_after_top_up,
                 resumed_from=resumed_from,
+                spending_cap_micros=request.spending_cap_micros,
                 status_detail="Waiting for a worker",
             )
             estimate = estimate_session(session)
@@ -97,9 +106,10 @@ def _create_session(
             if request.mode == TrainingSession.Mode.TIMED:
                 billing.prepay_timed(session)
             else:
+                billing.require_within_monthly_cap(account)
                 billing.require_start_balance(account)
             transaction.on_commit(lambda: enqueue_training(session.pk, instance_type.queue_name))
-    except billing.InsufficientBalance as error:
+    except (billing.InsufficientBalance, billing.SpendingCapReached) as error:
         raise StartRefused(str(error)) from error
     except IntegrityError as error:  # one_active_session_per_model
         raise StartRefused("This model is already training.") from error
@@ -171,7 +181,10 @@ def resume_paused_after_top_up(user_id: int, **signal_kwargs: object) -> Trainin
     if paused is None or paused.model.sessions.exclude(pk=paused.pk).filter(created_at__gt=paused.created_at).exists():
         return None
     request = StartRequest(
-        instance_type=paused.instance_type, target_epochs=paused.target_epochs, resume_after_top_up=True
+        instance_type=paused.instance_type,
+        target_epochs=paused.target_epochs,
+        resume_after_top_up=True,
+        spending_cap_micros=paused.spending_cap_micros,
     )
     try:
         return resume_session(paused.owner, paused, request)

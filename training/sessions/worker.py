@@ -76,10 +76,21 @@ def heartbeat(session_id: int, worker_id: str, log_tail: str | None) -> tuple[bo
 
 
 def finish(
-    session_id: int, worker_id: str, status: str, *, detail: str = "", reason: str = "", log_tail: str | None = None
+    session_id: int,
+    worker_id: str,
+    status: str,
+    *,
+    detail: str = "",
+    reason: str = "",
+    log_tail: str | None = None,
+    resume_after_top_up: bool | None = None,
 ) -> bool:
-    """End a session this worker owns with a final status and settle its money."""
-    fields = {} if log_tail is None else {"log_tail": log_tail}
+    """End a session this worker owns with a final status and settle its money.
+    ``resume_after_top_up=False`` clears the session's wish to resume after a top-up,
+    in the same update (a pause for the monthly spending cap: a top-up does not help)."""
+    fields: dict[str, Any] = {} if log_tail is None else {"log_tail": log_tail}
+    if resume_after_top_up is not None:
+        fields["resume_after_top_up"] = resume_after_top_up
     return end_session(
         session_id, WORKER_OWNED, status, where=Q(worker_id=worker_id), detail=detail, reason=reason, **fields
     )
