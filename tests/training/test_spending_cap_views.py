@@ -134,6 +134,25 @@ def test_start_is_refused_once_the_months_spend_reached_the_cap(
     assert owner_client.post(start_url(model), start_data(), headers=HTMX).status_code == 200
 
 
+def test_the_train_step_shows_the_monthly_cap_and_disables_start_once_reached(
+    owner_client: Client, user: User, model: YoloModel, cpu_online: None
+) -> None:
+    fund(user, as_adjustment=True)
+    spend_this_month(user, 2_000_000)
+    url = reverse("training:train_estimate", kwargs={"uid": model.uid})
+    assert "monthly cap" not in text(owner_client.get(url, start_data()))
+
+    set_monthly_cap(user, 3_000_000)
+    below = text(owner_client.get(url, start_data()))
+    assert "This month: US$2.00 spent of your US$3.00 monthly cap" in below
+    assert "spending cap of" not in below
+
+    set_monthly_cap(user, 2_000_000)
+    reached = text(owner_client.get(url, start_data()))
+    assert escape("This month's spending cap of US$2.00 is reached: raise it on the Billing page") in reached
+    assert re.search(r'<ul class="blockers">', reached)
+
+
 def test_a_timed_start_whose_prepayment_passes_the_monthly_cap_is_refused(
     owner_client: Client, user: User, model: YoloModel, cpu_online: None
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from billing import services as billing
+from billing.money import format_usd
 from billing.plans.standing import PlanRefusal, Standing, check_cloud_training, concurrent_session_limit, standing_of
 from hubsite.models import User
 from training.forms import StartForm
@@ -81,6 +82,12 @@ def start_context(user: User, model: YoloModel, form: StartForm | None = None) -
     blockers = start_blockers(user, model, chosen, mode, available, limit=limit)
     if allowance is not None and allowance.refusal:
         blockers.insert(0, allowance.refusal)
+    month_spend = billing.month_spend_micros(account) if account.monthly_spending_cap_micros is not None else None
+    if month_spend is not None and month_spend >= (account.monthly_spending_cap_micros or 0):
+        blockers.append(
+            f"This month's spending cap of {format_usd(account.monthly_spending_cap_micros or 0)} is reached: "
+            "raise it on the Billing page to train again this month."
+        )
     return {
         "plan": allowance,
         "form": form,
@@ -93,6 +100,8 @@ def start_context(user: User, model: YoloModel, form: StartForm | None = None) -
         "minimum_micros": settings.BILLING_MIN_START_BALANCE_MICROS,
         "estimate": estimate(form, model, chosen, mode),
         "blockers": blockers,
+        "monthly_cap_micros": account.monthly_spending_cap_micros,
+        "month_spend_micros": month_spend,
     }
 
 
@@ -206,8 +215,6 @@ def start_blockers(
         blockers.append(f"No {name} worker is online right now.")
     minimum: int = settings.BILLING_MIN_START_BALANCE_MICROS
     if mode == TrainingSession.Mode.EPOCHS and available_micros < minimum:
-        from billing.money import format_usd
-
         blockers.append(
             f"Epochs mode needs at least {format_usd(minimum)} available; "
             f"top up {format_usd(minimum - available_micros)} or more."
