@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from billing.models import Account
@@ -11,4 +12,4 @@ def account_balance(request: HttpRequest) -> dict[str, object]:
     if not request.user.is_authenticated:
         return {}
     balance = Account.objects.filter(user_id=request.user.pk).values_list("balance_micros", flat=True).first()
-    return {"header_balance_display": format_usd(balance or 0)}
+    return {"header_balance_display": format_usd(balance or 0), "plans_enabled": settings.PLANS_ENABLED}

@@ -208,7 +208,7 @@ def start_blockers(
     if model.dataset.status != Dataset.Status.READY:
         blockers.append("The dataset is not ready.")
     active = TrainingSession.objects.filter(owner=user, status__in=TrainingSession.ACTIVE_STATUSES, remote=False)
-    if active.count() >= limit:
+    if limit and active.count() >= limit:  # no limit at all: the plan allows no Cloud Training, said first
         blockers.append(concurrency_refusal(limit))
     if chosen is None or not chosen.online:
         name = chosen.instance_type.name if chosen else "this instance type"
