@@ -1,12 +1,12 @@
 """Subscriptions through the local Stripe emulator over real HTTP: Upgrade opens Checkout
 in subscription mode, the stand-in page is paid, the emulator's signed webhooks make
 the user Pro; reconciliation does the same when no webhook comes; Manage opens the
-portal; a top-up gets its receipt.
-
-These need the emulator's subscription support (products, prices, customers,
-subscriptions, invoices, the portal: the "emulator" branch of issue 16)."""
+portal; a top-up gets its receipt. One opt-in test opens a real test-mode
+subscription Checkout (STRIPE_TEST_SECRET_KEY)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from django.test import Client
@@ -97,3 +97,23 @@ def test_a_paid_top_up_gets_stripes_receipt(owner_client: Client, user: User, st
     record.refresh_from_db()
     assert record.receipt_url.startswith("http")
     assert not fill_receipt(record.pk)  # kept once found
+
+
+@pytest.mark.skipif(
+    not os.environ.get("STRIPE_TEST_SECRET_KEY"),
+    reason="STRIPE_TEST_SECRET_KEY is not set: the real Stripe test-mode check is opt-in",
+)
+def test_it_opens_a_real_test_mode_subscription_checkout(
+    owner_client: Client, user: User, settings: SettingsWrapper
+) -> None:
+    settings.STRIPE_SECRET_KEY = os.environ["STRIPE_TEST_SECRET_KEY"]
+    settings.STRIPE_API_BASE = ""
+    pro = pro_plan(stripe_price_id="")
+
+    record = upgrade(owner_client)
+
+    pro.refresh_from_db()
+    assert pro.stripe_price_id.startswith("price_")
+    assert Account.objects.get(user=user).stripe_customer_id.startswith("cus_")
+    assert str(record.stripe_session_id).startswith("cs_test_")
+    assert record.url.startswith("https://checkout.stripe.com/")
