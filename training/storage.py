@@ -10,9 +10,10 @@ refused, until the user deletes enough or upgrades.
 from __future__ import annotations
 
 from django.db.models import Sum
+from django.urls import reverse
 
 from billing import services as billing
-from billing.plans.standing import PlanRefusal, standing_of, storage_quota_bytes
+from billing.plans.standing import standing_of, storage_quota_bytes
 from hubsite.models import User
 from training.models import Dataset, RemoteUpload, WeightsUpload
 
@@ -28,15 +29,12 @@ class StorageQuotaExceeded(Exception):
 
 def stored_bytes(user: User) -> int:
     """Bytes the user keeps here, as recorded when each file was stored."""
-    total = 0
-    for rows in (
-        Dataset.objects.filter(owner=user),
-        WeightsUpload.objects.filter(owner=user),
-        RemoteUpload.objects.filter(session__owner=user),
-    ):
-        field = "archive_size" if rows.model is Dataset else "size"
-        total += rows.aggregate(total=Sum(field))["total"] or 0
-    return total
+    totals = (
+        Dataset.objects.filter(owner=user).aggregate(total=Sum("archive_size")),
+        WeightsUpload.objects.filter(owner=user).aggregate(total=Sum("size")),
+        RemoteUpload.objects.filter(session__owner=user).aggregate(total=Sum("size")),
+    )
+    return sum(int(row["total"] or 0) for row in totals)
 
 
 def storage_quota(user: User) -> int | None:
@@ -58,7 +56,7 @@ def check_storage(user: User, incoming_bytes: int) -> None:
         raise StorageQuotaExceeded(
             f"This upload needs {gigabytes(incoming_bytes)} but your plan's storage has {gigabytes(left)} left: "
             "delete datasets or weights, or upgrade.",
-            PlanRefusal("").upgrade_url,
+            reverse("plans:index"),
         )
 
 

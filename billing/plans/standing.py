@@ -33,10 +33,11 @@ class PlanRefusal(Exception):
     """The plan does not allow this. ``message`` is for people; ``upgrade`` says whether
     a better plan (or paying the overdue invoice) would allow it."""
 
-    def __init__(self, message: str, *, upgrade: bool = True) -> None:
+    def __init__(self, message: str, *, upgrade: bool = True, needed_plan: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.upgrade = upgrade
+        self.needed_plan = needed_plan  # the cheapest plan that would allow it, "" if none
 
     @property
     def upgrade_url(self) -> str:
@@ -112,7 +113,11 @@ def check_cloud_training(standing: Standing, instance_type_id: int, instance_typ
     if not plan.allows_cloud_training:
         better = _cheapest_plan_allowing(instance_type_id)
         needed = better.name if better else "another plan"
-        raise PlanRefusal(f"Cloud Training needs {needed}: your plan is {plan.name}.")
+        raise PlanRefusal(
+            f"Cloud Training needs {needed}: your plan is {plan.name}.",
+            upgrade=better is not None,
+            needed_plan=better.name if better else "",
+        )
     if standing.payment_overdue and standing.grace_over:
         raise PlanRefusal(
             f"Your {plan.name} payment is overdue, so Cloud Training is paused: pay the open invoice to continue.",
@@ -121,7 +126,11 @@ def check_cloud_training(standing: Standing, instance_type_id: int, instance_typ
     if allowed and instance_type_id not in allowed:
         better = _cheapest_plan_allowing(instance_type_id)
         needed = f"needs {better.name}" if better else "is not in your plan"
-        raise PlanRefusal(f"{instance_type_name} {needed}: your plan is {plan.name}.", upgrade=better is not None)
+        raise PlanRefusal(
+            f"{instance_type_name} {needed}: your plan is {plan.name}.",
+            upgrade=better is not None,
+            needed_plan=better.name if better else "",
+        )
 
 
 def concurrent_session_limit(account: Account, standing: Standing) -> int:

@@ -154,8 +154,8 @@ def _with_plan(standing: Standing, options: list[InstanceOption]) -> list[Instan
         try:
             check_cloud_training(standing, option.instance_type.pk, option.instance_type.name)
         except PlanRefusal as refusal:
-            needs = refusal.message.split(":", 1)[0].removeprefix(option.instance_type.name).strip().removeprefix("is ")
-            option = replace(option, needs_plan=needs or "not in your plan")
+            needs = f"needs {refusal.needed_plan}" if refusal.needed_plan else "not in your plan"
+            option = replace(option, needs_plan=needs)
         marked.append(option)
     return marked
 
