@@ -7,25 +7,13 @@ from typing import Any
 
 import pytest
 
-from billing import services
-from billing.models import Account
 from hubsite.models import User
 from tests.api.conftest import KeyClient
-from tests.factories import WORKER, fund, make_session
+from tests.billing.helpers import set_monthly_cap, spend_this_month
+from tests.factories import fund
 from training.models import TrainingSession, YoloModel
 
 pytestmark = pytest.mark.django_db
-
-
-def set_monthly_cap(user: User, cap_micros: int | None) -> None:
-    Account.objects.filter(user=user).update(monthly_spending_cap_micros=cap_micros)
-
-
-def spend_this_month(user: User, micros: int) -> None:
-    """An epoch charge of ``micros`` (US$3.60/h: 1 ms costs 1 micro-dollar), its session stopped since."""
-    session = make_session(user)
-    services.capture_epoch(session.pk, 1, micros, worker_id=WORKER)
-    TrainingSession.objects.filter(pk=session.pk).update(status=TrainingSession.Status.STOPPED)
 
 
 # ---

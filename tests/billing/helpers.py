@@ -7,8 +7,11 @@ from collections.abc import Callable
 
 from django.db import connection
 
+from billing import services
 from billing.models import Account, LedgerLine
 from hubsite.models import User
+from tests.factories import WORKER, make_session
+from training.models import TrainingSession
 
 
 def assert_ledger_consistent(account: Account) -> None:
@@ -48,3 +51,18 @@ def run_at_once(jobs: list[Callable[[], object]]) -> list[BaseException]:
         thread.join(timeout=120)
     assert not any(thread.is_alive() for thread in threads)
     return errors
+
+
+def set_monthly_cap(user: User, cap_micros: int | None) -> Account:
+    """The user's monthly spending cap, as the Billing page's form saves it."""
+    account = Account.objects.get(user=user)
+    account.monthly_spending_cap_micros = cap_micros
+    account.save(update_fields=["monthly_spending_cap_micros"])
+    return account
+
+
+def spend_this_month(user: User, micros: int) -> None:
+    """An epoch charge of ``micros`` (US$3.60/h: 1 ms costs 1 micro-dollar), its session stopped since."""
+    session = make_session(user)
+    services.capture_epoch(session.pk, 1, micros, worker_id=WORKER)
+    TrainingSession.objects.filter(pk=session.pk).update(status=TrainingSession.Status.STOPPED)

@@ -9,28 +9,16 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from billing import services
 from billing.models import Account
 from hubsite.models import User
-from tests.factories import WORKER, fund, make_session
-from training.models import TrainingSession
+from tests.billing.helpers import set_monthly_cap, spend_this_month
+from tests.factories import fund
 
 HTMX = {"HX-Request": "true"}
 
 
 def text(response: Any) -> str:
     return " ".join(response.content.decode().split())
-
-
-def set_monthly_cap(user: User, cap_micros: int | None) -> None:
-    Account.objects.filter(user=user).update(monthly_spending_cap_micros=cap_micros)
-
-
-def spend_this_month(user: User, micros: int) -> None:
-    """An epoch charge of ``micros`` (US$3.60/h: 1 ms costs 1 micro-dollar), its session stopped since."""
-    session = make_session(user)
-    services.capture_epoch(session.pk, 1, micros, worker_id=WORKER)
-    TrainingSession.objects.filter(pk=session.pk).update(status=TrainingSession.Status.STOPPED)
 
 
 def test_the_billing_page_shows_the_months_spend_against_the_cap(owner_client: Client, user: User) -> None:

@@ -14,7 +14,7 @@ from django.db import connection
 from billing import services
 from billing.models import Account, Hold, LedgerLine
 from hubsite.models import User
-from tests.billing.helpers import assert_ledger_consistent, run_at_once
+from tests.billing.helpers import assert_ledger_consistent, run_at_once, set_monthly_cap
 from tests.factories import WORKER, fund, make_session
 from training.models import TrainingSession
 
@@ -27,13 +27,6 @@ def capped_session(user: User, cap_micros: int | None) -> TrainingSession:
     session.spending_cap_micros = cap_micros
     session.save(update_fields=["spending_cap_micros"])
     return session
-
-
-def set_monthly_cap(user: User, cap_micros: int | None) -> Account:
-    account = Account.objects.get(user=user)
-    account.monthly_spending_cap_micros = cap_micros
-    account.save(update_fields=["monthly_spending_cap_micros"])
-    return account
 
 
 def month_spend(user: User) -> int:

@@ -12,9 +12,10 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from billing import services
-from billing.models import Account, CheckoutSession, LedgerLine
+from billing.models import CheckoutSession, LedgerLine
 from hubsite.models import User
-from tests.factories import WORKER, cpu_instance, fund, make_session
+from tests.billing.helpers import set_monthly_cap, spend_this_month
+from tests.factories import cpu_instance, fund, make_session
 from training import payments, sessions
 from training.models import TrainingSession, YoloModel
 
@@ -32,17 +33,6 @@ def start_data(**overrides: Any) -> dict[str, Any]:
 
 def text(response: Any) -> str:
     return " ".join(response.content.decode().split())
-
-
-def set_monthly_cap(user: User, cap_micros: int | None) -> None:
-    Account.objects.filter(user=user).update(monthly_spending_cap_micros=cap_micros)
-
-
-def spend_this_month(user: User, micros: int) -> None:
-    """An epoch charge of ``micros`` (US$3.60/h: 1 ms costs 1 micro-dollar), its session stopped since."""
-    session = make_session(user)
-    services.capture_epoch(session.pk, 1, micros, worker_id=WORKER)
-    TrainingSession.objects.filter(pk=session.pk).update(status=TrainingSession.Status.STOPPED)
 
 
 # --- the session cap on the Start form -----------------------------------------------------
