@@ -34,6 +34,20 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LOOPBACK = "127.0.0.1"
 
+STRIPE_WEBHOOK_EVENTS = (
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
+)
+"""The webhook events the emulator sends the demo site (every type billing.stripe handles)."""
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -471,21 +485,7 @@ def ensure_stripe_emulator(running: Stack, data_dir: Path) -> None:
             [
                 ("url", f"{site_url.rstrip('/')}/billing/stripe/webhook/"),
                 ("secret", secret),
-                *[
-                    ("events[]", name)
-                    for name in (
-                        "checkout.session.completed",
-                        "checkout.session.expired",
-                        "charge.refunded",
-                        "charge.dispute.created",
-                        "charge.dispute.closed",
-                        "customer.subscription.created",
-                        "customer.subscription.updated",
-                        "customer.subscription.deleted",
-                        "invoice.paid",
-                        "invoice.payment_failed",
-                    )
-                ],
+                *[("events[]", name) for name in STRIPE_WEBHOOK_EVENTS],
             ]
         ).encode()
         urllib.request.urlopen(f"{base}/_config/webhooks/hubsite", data=form, timeout=10).close()  # noqa: S310 - our loopback server

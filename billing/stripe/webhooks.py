@@ -423,5 +423,3 @@ def _taken(line: LedgerLine | None) -> str:
         return "taken back when its session ends"
     return f"{-line.amount_micros} micro-dollars taken back"
 
-
-HANDLED_EVENTS = frozenset(_HANDLERS)  # this module's own; ``handled_events()`` for all

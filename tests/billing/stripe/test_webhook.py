@@ -12,6 +12,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from billing.models import Account, CheckoutSession, LedgerLine, StripeEvent
+from billing.stripe.webhooks import handled_events
 from hubsite.models import User
 from tests.billing.helpers import balance
 from tests.billing.stripe.emulator import WEBHOOK_SECRET, event_payload, signature_header
@@ -308,3 +309,11 @@ def test_it_ignores_a_second_dispute_of_one_payment(client: Client, user: User) 
     assert balance(user) == 15_000_000
     record.refresh_from_db()
     assert (record.stripe_dispute_id, record.disputed_cents) == ("dp_test_1", 500)
+
+
+def test_the_demo_and_the_tests_subscribe_to_every_event_type_we_handle() -> None:
+    import billing.stripe.subscriptions  # noqa: F401 - registers its handlers, as billing's ready does
+    from devtools.devstack import STRIPE_WEBHOOK_EVENTS
+    from tests.billing.stripe.emulator import EVENTS
+
+    assert set(STRIPE_WEBHOOK_EVENTS) == set(EVENTS) == handled_events()
