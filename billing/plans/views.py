@@ -40,7 +40,7 @@ def _card(plan: Plan, standing: Standing, subscribed: bool) -> PlanCard:
     quota = plan.storage_quota_bytes
     return PlanCard(
         plan=plan,
-        price="Free" if not plan.is_paid else f"{format_usd(plan.monthly_price_cents * 10_000)} / month",
+        price="No monthly fee" if not plan.is_paid else f"{format_usd(plan.monthly_price_cents * 10_000)} / month",
         storage="unlimited" if quota is None else str(filesizeformat(quota)),
         instance_types=", ".join(names) if names else "every instance type",
         current=standing.plan is not None and standing.plan.pk == plan.pk,

@@ -42,6 +42,7 @@ def test_the_page_shows_each_public_plan_as_a_card(owner_client: Client) -> None
     team.instance_types.add(small)
     page = owner_client.get(INDEX).content.decode()
     assert "Free" in page
+    assert "No monthly fee" in page
     assert "US$20.00 / month" in page
     assert "200.0\xa0GB" in page
     assert "every instance type" in page
