@@ -190,8 +190,15 @@ def _id_of(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: any later "time" is not one
+INVOICE_STATUSES = frozenset({"draft", "open", "paid", "uncollectible", "void"})
+MAX_INVOICE_CENTS = 2_000_000_000  # what the Invoice columns hold; Stripe's own limit is far below
+
+
 def _time(value: object) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if isinstance(value, int) and value > 0 else None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= LATEST_TIMESTAMP:
+        return None
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
@@ -296,16 +303,18 @@ def apply_invoice(invoice: dict[str, Any], created: int) -> Outcome:
     row = Invoice.objects.select_for_update().filter(stripe_invoice_id=stripe_id).first()
     if row is not None and row.account_id != account.pk:
         return Outcome(StripeEvent.Status.IGNORED, f"invoice {stripe_id} is account {row.account_id}'s")
-    status = str(invoice.get("status") or "")
+    status = invoice.get("status")
+    amount_due, amount_paid = _cents(invoice.get("amount_due")), _cents(invoice.get("amount_paid"))
+    if status not in INVOICE_STATUSES or amount_due is None or amount_paid is None:
+        return Outcome(StripeEvent.Status.IGNORED, f"invoice {stripe_id}: no valid status and amounts; nothing changed")
     if row is not None and row.status == "paid" and status != "paid":
         return Outcome(StripeEvent.Status.PROCESSED, f"invoice {stripe_id} is already paid")
     if row is None:
         row = Invoice(account=account, stripe_invoice_id=stripe_id)
     transitions = invoice.get("status_transitions")
     row.subscription = subscription
-    row.status = status[:20]
-    row.amount_due_cents = max(0, _int(invoice.get("amount_due")))
-    row.amount_paid_cents = max(0, _int(invoice.get("amount_paid")))
+    row.status = status
+    row.amount_due_cents, row.amount_paid_cents = amount_due, amount_paid
     row.currency = str(invoice.get("currency") or "usd").lower()[:3]
     url = str(invoice.get("hosted_invoice_url") or "")
     row.hosted_invoice_url = url[:2000] if url.startswith(("https://", "http://")) else ""
@@ -317,8 +326,13 @@ def apply_invoice(invoice: dict[str, Any], created: int) -> Outcome:
     return Outcome(StripeEvent.Status.PROCESSED, f"invoice {stripe_id} of account {account.pk}: {status}")
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _cents(value: object) -> int | None:
+    """An amount in cents as Stripe sends it (missing: 0), or None when it is not one."""
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INVOICE_CENTS:
+        return None
+    return value
 
 
 @handles_completed_mode("subscription")

@@ -422,4 +422,3 @@ def _taken(line: LedgerLine | None) -> str:
     if line is None:
         return "taken back when its session ends"
     return f"{-line.amount_micros} micro-dollars taken back"
-

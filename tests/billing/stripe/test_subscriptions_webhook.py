@@ -322,3 +322,43 @@ def test_a_subscription_checkout_of_another_customer_is_ignored(client: Client, 
     assert stored.status == "ignored"
     record.refresh_from_db()
     assert record.status == "open"
+
+
+MALFORMED_OBJECTS = [
+    {},
+    {"id": 5, "customer": ["cus_test_1"], "status": 7, "items": "none", "metadata": ["x"]},
+    {"id": "sub_x", "customer": "cus_test_1", "status": "active", "items": {"data": [{"price": "p"}]}},
+    {
+        "id": "sub_x",
+        "customer": "cus_test_1",
+        "status": "sideways",
+        "items": {"data": [None, 3]},
+        "created": "yesterday",
+    },
+    {"id": "in_x", "customer": "cus_test_1", "amount_paid": -5, "parent": "sub_x", "created": 10**20},
+    {"id": "in_x", "customer": "cus_test_1", "status": "paid", "amount_paid": 10**12, "created": 10**20},
+    {"id": "in_x", "customer": "cus_test_1", "status": "refunded?", "amount_paid": 2_000},
+]
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_failed",
+    ],
+)
+@pytest.mark.parametrize("obj", MALFORMED_OBJECTS)
+@pytest.mark.plans
+def test_a_malformed_but_signed_event_changes_nothing_and_is_not_retried(
+    client: Client, account: Account, event_type: str, obj: dict[str, Any]
+) -> None:
+    stored = send(client, event_type, obj, "evt_malformed", T0)
+
+    assert stored.status == "ignored", stored.error
+    assert not Subscription.objects.exists()
+    assert not Invoice.objects.exists()
+    assert standing_of(account).source == "default"
