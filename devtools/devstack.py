@@ -50,10 +50,17 @@ STRIPE_WEBHOOK_EVENTS = (
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on the loopback: each socket stays bound until all
+    are chosen, so the kernel cannot hand out one port twice."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((LOOPBACK, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def port_is_free(port: int) -> bool:
@@ -393,7 +400,10 @@ def ensure_s3(running: Stack, data_dir: Path) -> None:
     )
     store = data_dir / "seaweedfs"
     store.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
+    # SeaweedFS's gRPC ports default to the HTTP port + 10000, which may be taken or
+    # past 65535: every port is chosen here, all distinct.
+    names = ("master", "volume", "filer", "s3", "admin", "master.grpc", "volume.grpc", "filer.grpc", "admin.grpc")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     process = running.spawn(
         "s3",
         [
@@ -407,6 +417,10 @@ def ensure_s3(running: Stack, data_dir: Path) -> None:
             f"-filer.port={ports['filer']}",
             f"-s3.port={ports['s3']}",
             f"-admin.port={ports['admin']}",
+            f"-master.port.grpc={ports['master.grpc']}",
+            f"-volume.port.grpc={ports['volume.grpc']}",
+            f"-filer.port.grpc={ports['filer.grpc']}",
+            f"-admin.port.grpc={ports['admin.grpc']}",
             "-admin.ui=false",
             "-webdav=false",
             "-s3.port.iceberg=0",
