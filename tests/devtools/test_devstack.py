@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from devtools.devstack import Stack, free_port
+from devtools.devstack import Stack, free_port, free_ports
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -93,6 +94,14 @@ def running(tmp_path: Path) -> Iterator[Stack]:
     stack = Stack(pid_file=tmp_path / "pids.json", delay_first=0.2, delay_max=0.8, stable_after=30)
     yield stack
     stack.close()
+
+
+def test_free_ports_are_distinct_and_free() -> None:
+    ports = free_ports(64)
+    assert len(set(ports)) == 64
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))  # raises if something holds it
 
 
 def test_it_restarts_a_crashed_restartable_process_and_logs_it(
