@@ -86,7 +86,7 @@ def test_a_free_user_is_refused_with_the_reason_upgrades_to_pro_and_trains(
     expect(page.locator(".plan-refusal")).to_have_count(0)
     expect(start).to_be_enabled()
     start.click()
-    expect(page.locator(".session-status")).to_contain_text("Completed: 1 epoch", timeout=240_000)
+    expect(page.locator(".session-status")).to_contain_text("Completed: 1 epoch.", timeout=240_000)
     shot(page, "plans-05-trained")
     session = TrainingSession.objects.get(model=model)
     assert session.status == TrainingSession.Status.COMPLETED

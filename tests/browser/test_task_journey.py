@@ -115,4 +115,5 @@ def _train_to_completion(page: object, *, epochs: int) -> None:
     expect(start).to_be_enabled()
     page.fill("input[name=epochs]", str(epochs))
     start.click()
-    expect(page.locator(".session-status")).to_contain_text(f"Completed: {epochs} epochs", timeout=240_000)
+    completed = f"Completed: {epochs} epoch{'' if epochs == 1 else 's'}."
+    expect(page.locator(".session-status")).to_contain_text(completed, timeout=240_000)

@@ -299,3 +299,13 @@ def test_two_upgrade_clicks_at_once_open_one_checkout(user: User, settings: Sett
     assert not run_at_once([click, click])
     assert sorted(statuses) == [409, 503]
     assert CheckoutSession.objects.count() == 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_navigation_links_the_plans_page_only_when_plans_apply(
+    owner_client: Client, settings: SettingsWrapper, enabled: bool
+) -> None:
+    settings.PLANS_ENABLED = enabled
+    page = owner_client.get("/", follow=True).content.decode()
+    assert 'aria-label="Main"' in page
+    assert (f'<a href="{INDEX}">Plans</a>' in page) is enabled
