@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 from django.urls import reverse
 from django.utils import timezone
 
@@ -81,6 +81,15 @@ def offered_plans() -> list[Plan]:
 
 
 def standing_of(account: Account, now: datetime | None = None) -> Standing:
+    """The plan in force for ``account``, its instance types loaded once (the Train step
+    checks each instance type against it)."""
+    standing = _find_standing(account, now)
+    if standing.plan is not None:
+        prefetch_related_objects([standing.plan], "instance_types")
+    return standing
+
+
+def _find_standing(account: Account, now: datetime | None) -> Standing:
     if not plans_enabled():
         return Standing(plan=None, source="off")
     now = now or timezone.now()
