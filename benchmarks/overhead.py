@@ -1,6 +1,6 @@
 """What the platform's worker path adds to bare ultralytics training, per epoch.
 
-    .venv/bin/python -m benchmarks.overhead [--rounds 6] [--epochs 12] [--images 64] [--torch-threads 1]
+    .venv/bin/python -m benchmarks.overhead [--rounds 100] [--epochs 12] [--images 64] [--torch-threads 1]
                                             [--claims 5] [--code PATH]
 
 Trains the same model (yolo11n.yaml from scratch, seed 0) on the same synthetic
@@ -18,10 +18,11 @@ platform, bare, platform, ..., bare. It reports:
   around their ``run``), divided by the session's epochs;
 - ``overhead_ratio``: the median over rounds of platform / bare epoch time, each
   platform run against the mean of the bare runs either side of it, with the
-  spread of those ratios. An epoch's time is the gap between consecutive epoch
-  starts, so it includes everything at the epoch boundary; the first
-  ``--warmup`` epochs and the last (no next start) are left out, and the same
-  epochs are summed in both kinds of run (seeded training does the same work
+  spread of those ratios and a bootstrap 95 % interval of their median
+  (``overhead_ratio_ci95``, how precise this run's figure is). An epoch's time
+  is the gap between consecutive epoch starts, so it includes everything at the
+  epoch boundary; the first ``--warmup`` epochs and the last (no next start) are
+  left out, and the same epochs are summed in both kinds of run (seeded training does the same work
   epoch by epoch, which differs from one epoch to the next).
 
 Torch runs ``--torch-threads`` threads in both kinds of run (default 1, so the
@@ -47,6 +48,7 @@ import importlib
 import itertools
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -84,7 +86,7 @@ WRAPPED = ("EpochCallbacks", "EpochCommitter", "Heartbeat", "run_session")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6, help="platform runs, each between two bare runs")
+    parser.add_argument("--rounds", type=int, default=100, help="platform runs, each between two bare runs")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per run")
     parser.add_argument("--warmup", type=int, default=2, help="first epochs of each run left out")
     parser.add_argument("--imgsz", type=int, default=64)
@@ -282,6 +284,7 @@ def _bare_run(data_yaml: Path, arguments: dict[str, object], threads: int, save_
     yolo.add_callback("on_train_epoch_start", clock.start)
     yolo.train(data=str(data_yaml), save_dir=str(save_dir), exist_ok=True, workers=0, plots=False,
                verbose=False, device="cpu", **arguments)  # fmt: skip
+    shutil.rmtree(save_dir, ignore_errors=True)  # 11 MB of weights a run, a hundred runs
     return clock
 
 
@@ -329,6 +332,13 @@ def _spread(name: str, ratios: list[float]) -> str:
         f"{name}_median={quartiles[1]:.4f} {name}_iqr={quartiles[0]:.4f}-{quartiles[2]:.4f} "
         f"{name}_range={min(ratios):.4f}-{max(ratios):.4f}"
     )
+
+
+def _median_interval(ratios: list[float], resamples: int = 4000) -> tuple[float, float]:
+    """A bootstrap 95 % interval of the median (percentile method, fixed seed)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return medians[round(resamples * 0.025)], medians[round(resamples * 0.975) - 1]
 
 
 def _round_line(round_number: int, before: EpochClock, probe: Probe, after: EpochClock, warmup: int) -> str:
@@ -403,6 +413,8 @@ def _report(
     ratios = _round_ratios(bare, probes, warmup)
     print("overhead_ratio_rounds=" + ",".join(f"{ratio:.4f}" for ratio in ratios))
     print(_spread("overhead_ratio", ratios) + " (platform/bare epoch wall time, per round)")
+    low, high = _median_interval(ratios)
+    print(f"overhead_ratio_ci95={low:.4f}-{high:.4f} (bootstrap interval of the median over {len(ratios)} rounds)")
     print(_spread("cpu_ratio", _round_ratios(bare, probes, warmup, cpu=True)) + " (the same, process CPU time)")
     if claim_ms is not None:
         print(f"claim_latency_ms={claim_ms:.0f}")
