@@ -104,12 +104,21 @@ def test_a_requeued_timed_session_trains_only_the_time_left_and_refunds_the_rest
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait()
     used_before_the_kill_ms = sum(EpochRecord.objects.filter(session=session).values_list("duration_ms", flat=True))
+    first_runs_tail = TrainingSession.objects.get(pk=session.pk).log_tail
     start_worker("default", "train.cpu", extra_env=fast_workers)
+    told = f"trains for at most {budget - used_before_the_kill_ms // 1000} s more"
 
+    # The console keeps the last 300 lines, and a Timed run trains epochs until its time is
+    # up, so by the end the line may have scrolled out: read it from the tail the requeued
+    # run's heartbeat writes while it is young.
+    def told_by_the_requeued_run() -> bool:
+        tail = TrainingSession.objects.get(pk=session.pk).log_tail
+        return tail != first_runs_tail and told in tail
+
+    wait_for(told_by_the_requeued_run, timeout=180, interval=0.1)
     session = finished(session)
 
     assert session.status == Status.COMPLETED, session.failure_reason
-    assert f"trains for at most {budget - used_before_the_kill_ms // 1000} s more" in session.log_tail
     used_seconds = sum(EpochRecord.objects.filter(session=session).values_list("duration_ms", flat=True)) // 1000
     refund = LedgerLine.objects.get(session=session, kind=Kind.TIMED_REFUND)
     prepayment = LedgerLine.objects.get(session=session, kind=Kind.TIMED_PREPAYMENT)
