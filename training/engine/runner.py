@@ -604,7 +604,10 @@ def _fit(state: RunState, session: TrainingSession, data_yaml: Path, work_dir: P
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     overrides = trainer_setup.platform_arguments(data_yaml, work_dir / "run", time_left)
     if model.last_checkpoint and model.epochs_completed > 0:
-        weights: Path | str = prepare_resume_checkpoint(model, session.target_epochs, work_dir / "resume" / "last.pt")
+        target = session.target_epochs
+        if time_left is not None:  # a Timed run trains past its epochs until its time is up
+            target = max(target, model.epochs_completed + 1)
+        weights: Path | str = prepare_resume_checkpoint(model, target, work_dir / "resume" / "last.pt")
         overrides = {**overrides, "resume": str(weights)}
     else:
         weights = initial_weights(model, work_dir / "start" / "weights.pt")

@@ -98,7 +98,9 @@ def test_a_requeued_timed_session_trains_only_the_time_left_and_refunds_the_rest
     budget = 45  # ultralytics trains a Timed session until its time is up, whatever the epochs
     request = sessions.StartRequest(instance_type=cpu_instance(), mode="timed", time_budget_seconds=budget)
     session = sessions.start_session(user, model, request)
-    wait_for(lambda: EpochRecord.objects.filter(session=session).exists(), timeout=180, interval=0.1)
+    # killed past the model's 3 epochs: a Timed run trains on until its time is up, and
+    # its resume must not read "training to 3 epochs is finished, nothing to resume"
+    wait_for(lambda: EpochRecord.objects.filter(session=session).count() >= 4, timeout=180, interval=0.1)
     time.sleep(0.3)
 
     os.killpg(doomed.pid, signal.SIGKILL)
